@@ -1,0 +1,153 @@
+"""`build_model`: modality inputs -> encoders -> shared width -> fusion -> head."""
+
+import keras
+import numpy as np
+
+from mmkeras import fusion as fusion_lib
+from mmkeras.fusion import ModalityDropout
+
+
+def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modality_dropout=0.1,
+                fusion_options=None, adapt_data=None, name="multimodal_classifier"):
+    """Builds a multimodal classifier as a plain functional `keras.Model`.
+
+    The model takes a dict keyed by modality name (decoded raw inputs: pixels,
+    strings, waveforms, floats) and returns class probabilities from a layer
+    named `"label"` (a dict with `"<name>_aux"` outputs too when the task asks
+    for auxiliary heads). A missing modality is NaN (or `""` for text) and
+    gets a learned missing embedding.
+
+    Args:
+        inputs: list of modality specs (`ImageInput`, `TextInput`, ...).
+        fusion: `"concat"`, `"weighted"`, `"gated"`, `"attention"`,
+            `"cross_attention"` or `"transformer"`.
+        task: a `Classification`.
+        projection_dim: shared width every modality is projected to.
+        modality_dropout: rate at which whole modalities are dropped in
+            training.
+        fusion_options: extra keyword arguments for the fusion layer.
+        adapt_data: training data for specs that learn state (text
+            vocabulary, sensor statistics): a `tf.data.Dataset` of
+            `(inputs, labels)` or a dict of arrays keyed by modality name.
+        name: model name.
+
+    Example:
+    >>> import numpy as np
+    >>> import mmkeras as mmk
+    >>> model = mmk.build_model(
+    ...     inputs=[mmk.ImageInput("photo", size=(32, 32)),
+    ...             mmk.SensorInput("readings", features=["t", "v"])],
+    ...     fusion="gated",
+    ...     task=mmk.Classification(labels=["ok", "defect"]),
+    ...     adapt_data={"readings": np.random.rand(10, 2)},
+    ... )
+    >>> sorted(model.input.keys())
+    ['photo', 'readings']
+    """
+    specs = _check_specs(inputs, minimum=2)
+    if task is None:
+        raise ValueError("build_model needs a `task=`, e.g. mmk.Classification(labels=[...]).")
+    _adapt(specs, adapt_data)
+    fusion_cls = fusion_lib.FUSIONS.get(fusion)
+    if fusion_cls is None:
+        raise ValueError(f"Unknown fusion {fusion!r}. Known: {sorted(fusion_lib.FUSIONS)}")
+
+    # === Inputs and encoders ===
+    model_inputs = {spec.name: spec.keras_input() for spec in specs}
+    encoded = [spec.encode(model_inputs[spec.name]) for spec in specs]
+
+    # === Projection to a shared width ===
+    embeddings = [
+        keras.layers.Dense(projection_dim, name=f"{spec.name}_projection")(e.pooled)
+        for spec, e in zip(specs, encoded)
+    ]
+    stacked = keras.layers.Concatenate(axis=1, name="modality_embeddings")([
+        keras.layers.Reshape((1, projection_dim), name=f"{spec.name}_embedding")(x)
+        for spec, x in zip(specs, embeddings)
+    ])
+    presence = keras.layers.Concatenate(axis=-1, name="presence")([e.presence for e in encoded])
+
+    # === Fusion ===
+    stacked, presence = ModalityDropout(modality_dropout, name="modality_dropout")(stacked, presence)
+    fusion_layer = fusion_lib.get(fusion, [spec.name for spec in specs], **(fusion_options or {}))
+    if fusion_layer.uses_tokens:
+        tokens = [
+            keras.layers.Dense(projection_dim, name=f"{spec.name}_token_projection")(e.tokens)
+            for spec, e in zip(specs, encoded)
+        ]
+        fused = fusion_layer(stacked, presence, tokens, [e.token_mask for e in encoded])
+    else:
+        fused = fusion_layer(stacked, presence)
+    if fusion_layer.has_modality_weights:
+        fused = fused[0]
+
+    # === Heads ===
+    outputs = task.head("label")(keras.layers.Dropout(0.1, name="head_dropout")(fused))
+    if task.auxiliary_heads:
+        outputs = {"label": outputs}
+        for spec, x in zip(specs, embeddings):
+            outputs[f"{spec.name}_aux"] = task.head(f"{spec.name}_aux")(x)
+    return keras.Model(model_inputs, outputs, name=name)
+
+
+def build_unimodal(input, task, *, projection_dim=128, adapt_data=None, name=None):
+    """The same encoder and head without fusion: the baseline reports compare.
+
+    Example:
+    >>> import mmkeras as mmk
+    >>> model = mmk.build_unimodal(mmk.ImageInput("photo", size=(32, 32)),
+    ...                            mmk.Classification(labels=["ok", "defect"]))
+    >>> list(model.input.keys())
+    ['photo']
+    """
+    (spec,) = _check_specs([input], minimum=1)
+    _adapt([spec], adapt_data)
+    model_input = spec.keras_input()
+    encoded = spec.encode(model_input)
+    x = keras.layers.Dense(projection_dim, activation="gelu", name=f"{spec.name}_projection")(encoded.pooled)
+    outputs = task.head("label")(keras.layers.Dropout(0.1, name="head_dropout")(x))
+    return keras.Model({spec.name: model_input}, outputs, name=name or f"{spec.name}_only")
+
+
+def _check_specs(inputs, minimum):
+    specs = list(inputs)
+    if len(specs) < minimum:
+        raise ValueError(
+            f"Fusion needs at least {minimum} modalities; use build_unimodal for one. "
+            f"Received: {[getattr(s, 'name', s) for s in specs]}"
+        )
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Modality names must be unique. Received: {names}")
+    return specs
+
+
+def _adapt(specs, adapt_data):
+    pending = [spec for spec in specs if spec.needs_adapt()]
+    if not pending:
+        return
+    if adapt_data is None:
+        names = [spec.name for spec in pending]
+        raise ValueError(
+            f"Inputs {names} learn state from training data (text vocabulary, sensor "
+            f"statistics): pass `adapt_data=` (the training dataset) to build the model."
+        )
+    columns = _columns(adapt_data, [spec.name for spec in pending])
+    for spec in pending:
+        spec.adapt(columns[spec.name])
+
+
+def _columns(data, names):
+    """Collects numpy columns `names` from a dict of arrays or a tf.data.Dataset."""
+    if isinstance(data, dict):
+        return {name: np.asarray(data[name]) for name in names}
+    features_spec = data.element_spec[0] if isinstance(data.element_spec, tuple) else data.element_spec
+    shape = features_spec[names[0]].shape
+    if shape.rank and shape[0] is None:  # batched
+        data = data.unbatch()
+    parts = {name: [] for name in names}
+    for element in data.as_numpy_iterator():
+        features = element[0] if isinstance(element, tuple) else element
+        for name in names:
+            parts[name].append(features[name])
+    return {name: np.stack(values) for name, values in parts.items()}

@@ -1,0 +1,31 @@
+"""Fusion layers, by name. Each fuses `[B, V, D]` embeddings (+ tokens)."""
+
+from mmkeras.fusion.attention import ModalityAttentionFusion
+from mmkeras.fusion.base import FusionLayer
+from mmkeras.fusion.concat import ConcatFusion
+from mmkeras.fusion.cross_attention import CrossAttentionFusion
+from mmkeras.fusion.gated import GatedFusion
+from mmkeras.fusion.modality_dropout import ModalityDropout
+from mmkeras.fusion.transformer import MultimodalTransformerFusion
+from mmkeras.fusion.weighted import WeightedSumFusion
+
+FUSIONS = {
+    "concat": ConcatFusion,
+    "weighted": WeightedSumFusion,
+    "gated": GatedFusion,
+    "attention": ModalityAttentionFusion,
+    "cross_attention": CrossAttentionFusion,
+    "transformer": MultimodalTransformerFusion,
+}
+
+
+def get(name, modality_names, **options):
+    """Builds the fusion layer called `name` (a key of `FUSIONS`).
+
+    Example:
+    >>> get("gated", ["image", "text"], hidden_dim=32).hidden_dim
+    32
+    """
+    if name not in FUSIONS:
+        raise ValueError(f"Unknown fusion {name!r}. Known: {sorted(FUSIONS)}")
+    return FUSIONS[name](modality_names, name="fusion", **options)

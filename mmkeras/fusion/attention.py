@@ -1,0 +1,55 @@
+"""Attention over modality vectors."""
+
+import keras
+from keras import ops
+
+from mmkeras.fusion.base import FusionLayer
+from mmkeras.fusion.masking import masked_softmax, weighted_sum
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ModalityAttentionFusion(FusionLayer):
+    """Input-dependent attention weights over the modality embeddings.
+
+    `s_v = u^T tanh(W z_v + b)`, `alpha = softmax(s)` over the present
+    modalities, `z = sum_v alpha_v z_v`. The weights say, per example, which
+    modality the model relied on.
+
+    Args:
+        modality_names: names of the modalities, in order.
+        attention_dim: width of the scoring MLP.
+
+    Returns:
+        `(fused [B, D], weights [B, V])`.
+
+    Example:
+    >>> import numpy as np
+    >>> fusion = ModalityAttentionFusion(["image", "text", "audio"], attention_dim=8)
+    >>> fused, weights = fusion(np.ones((2, 3, 4), "float32"), np.ones((2, 3), "float32"))
+    >>> weights.shape
+    TensorShape([2, 3])
+    """
+
+    has_modality_weights = True
+
+    def __init__(self, modality_names, attention_dim=128, **kwargs):
+        super().__init__(modality_names, **kwargs)
+        self.attention_dim = int(attention_dim)
+        self.projection = keras.layers.Dense(self.attention_dim, activation="tanh", name="projection")
+        self.score = keras.layers.Dense(1, use_bias=False, name="score")
+
+    def build(self, embeddings_shape, presence_shape=None):
+        self.projection.build((None, embeddings_shape[2]))
+        self.score.build((None, self.attention_dim))
+
+    def call(self, embeddings, presence):
+        scores = ops.squeeze(self.score(self.projection(embeddings)), axis=-1)
+        weights = masked_softmax(scores, presence)
+        return weighted_sum(weights, embeddings), weights
+
+    def compute_output_spec(self, embeddings, presence):
+        return (keras.KerasTensor((embeddings.shape[0], embeddings.shape[2]), dtype=self.compute_dtype),
+                keras.KerasTensor(presence.shape, dtype="float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "attention_dim": self.attention_dim}

@@ -1,0 +1,28 @@
+"""Masked softmax over modalities, shared by the weighting fusions."""
+
+from keras import ops
+
+
+def masked_softmax(logits, presence):
+    """Softmax over the last axis that gives missing entries zero weight.
+
+    Computed in float32 so it also holds under mixed precision. When every
+    entry of a row is missing, the row falls back to a plain softmax (the
+    fused vector is then built from the learned missing embeddings).
+
+    Args:
+        logits: `[B, V]` scores.
+        presence: `[B, V]`, 1.0 present, 0.0 missing.
+    """
+    logits = ops.cast(logits, "float32")
+    presence = ops.cast(presence, "float32")
+    any_present = ops.max(presence, axis=-1, keepdims=True)
+    mask = ops.maximum(presence, 1.0 - any_present)
+    logits = ops.where(mask > 0, logits, ops.full_like(logits, -1e9))
+    return ops.softmax(logits, axis=-1)
+
+
+def weighted_sum(weights, embeddings):
+    """`sum_v weights[b, v] * embeddings[b, v, :]`."""
+    weights = ops.cast(weights, embeddings.dtype)
+    return ops.sum(embeddings * weights[:, :, None], axis=1)

@@ -1,0 +1,86 @@
+"""Image modality: any-size RGB pixels -> resize, normalise -> backbone."""
+
+import keras
+
+from mmkeras.modalities.base import Encoded, Modality
+from mmkeras.modalities.missing import SplitMissing, TokenMask
+
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
+
+
+class ImageInput(Modality):
+    """An image input: decoded RGB pixels in 0..255, any height and width.
+
+    Resizing and the backbone's own normalisation are layers inside the model,
+    so training, `predict` and the SavedModel compute the same thing.
+
+    Args:
+        name: input name (model input and serving field).
+        size: `(height, width)` the model resizes to.
+        backbone: a name from `mmkeras.backbones.IMAGE_BACKBONES`.
+        weights: `None` (random init), a local KerasHub/KerasCV preset
+            directory, a `.weights.h5` file, or a preset handle (network).
+        trainable: `False` freezes the backbone and keeps its BatchNorm in
+            inference mode; `True` fine-tunes it.
+        augment: random flips/contrast in the training pipeline.
+
+    Example:
+    >>> spec = ImageInput("photo", size=(32, 32), backbone="tiny_cnn")
+    >>> x = spec.keras_input()
+    >>> encoded = spec.encode(x)
+    >>> encoded.pooled.shape[0] is None
+    True
+    """
+
+    kind = "image"
+
+    def __init__(self, name, size=(224, 224), backbone="tiny_cnn", weights=None,
+                 trainable=True, augment=True):
+        super().__init__(name)
+        self.size = tuple(int(s) for s in size)
+        self.backbone = backbone
+        self.weights = weights
+        self.trainable = bool(trainable)
+        self.augment = bool(augment)
+
+    def keras_input(self):
+        return keras.Input(shape=(None, None, 3), dtype="float32", name=self.name)
+
+    def encode(self, x):
+        from mmkeras import backbones
+
+        pixels, presence = SplitMissing(name=f"{self.name}_missing")(x)
+        pixels = keras.layers.Resizing(*self.size, name=f"{self.name}_resize")(pixels)
+        pixels = _normalization(backbones.image_normalization(self.backbone), self.name)(pixels)
+        backbone = backbones.build_image_backbone(self.backbone, weights=self.weights)
+        backbone.name = f"{self.name}_backbone"
+        if self.trainable:
+            features = backbone(pixels)
+        else:
+            # Frozen backbones keep BatchNorm in inference mode even in fit().
+            backbone.trainable = False
+            features = backbone(pixels, training=False)
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool")(features)
+        tokens = keras.layers.Reshape((-1, features.shape[-1]), name=f"{self.name}_tokens")(features)
+        token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
+        return Encoded(pooled, tokens, token_mask, presence)
+
+    def get_config(self):
+        return {"name": self.name, "size": list(self.size), "backbone": self.backbone,
+                "weights": self.weights, "trainable": self.trainable, "augment": self.augment}
+
+
+def _normalization(mode, name):
+    """The pixel normalisation a backbone expects, as a standard Keras layer."""
+    layer_name = f"{name}_normalize"
+    if mode == "unit":
+        return keras.layers.Rescaling(1.0 / 255.0, name=layer_name)
+    if mode == "symmetric":
+        return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=layer_name)
+    if mode == "imagenet":
+        variance = [s * s for s in IMAGENET_STD]
+        return keras.layers.Normalization(mean=IMAGENET_MEAN, variance=variance, name=layer_name)
+    if mode == "none":
+        return keras.layers.Identity(name=layer_name)
+    raise ValueError(f"Unknown image normalisation {mode!r}; expected unit, symmetric, imagenet or none.")

@@ -1,0 +1,126 @@
+"""Presence detection: how a model sees that a modality is missing.
+
+Float modalities (image, audio, sensor) mark a missing example by filling it
+with NaN; text marks it with the empty string. These layers turn that into a
+presence flag and an input the encoder can safely read (NaN replaced by 0).
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SplitMissing(keras.layers.Layer):
+    """Splits a float input into (filled input, presence flag).
+
+    An example is missing when every value in it is NaN. Missing values are
+    replaced by `fill_value` so no NaN reaches the encoder (NaN times a zero
+    mask is still NaN).
+
+    Args:
+        fill_value: float that replaces NaN.
+
+    Call arguments:
+        inputs: float tensor `[B, ...]`.
+
+    Returns:
+        `(filled, presence)`: `filled` has the input's shape, `presence` is
+        float32 `[B, 1]`, 1.0 where the example has any non-NaN value.
+
+    Example:
+    >>> import numpy as np
+    >>> filled, presence = SplitMissing()(np.array([[1.0, np.nan], [np.nan, np.nan]]))
+    >>> presence.numpy().ravel().tolist()
+    [1.0, 0.0]
+    """
+
+    def __init__(self, fill_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.fill_value = fill_value
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, self.compute_dtype)
+        is_nan = ops.isnan(inputs)
+        filled = ops.where(is_nan, ops.cast(self.fill_value, inputs.dtype), inputs)
+        flat_nan = ops.reshape(is_nan, (ops.shape(inputs)[0], -1))
+        present = ops.logical_not(ops.all(flat_nan, axis=-1, keepdims=True))
+        return filled, ops.cast(present, "float32")
+
+    def compute_output_spec(self, inputs):
+        return (
+            keras.KerasTensor(inputs.shape, dtype=self.compute_dtype),
+            keras.KerasTensor((inputs.shape[0], 1), dtype="float32"),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "fill_value": self.fill_value}
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class TextPresence(keras.layers.Layer):
+    """Presence flag `[B, 1]` of a string input: 0.0 for the empty string.
+
+    Example:
+    >>> TextPresence()(["great", ""]).numpy().ravel().tolist()
+    [1.0, 0.0]
+    """
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        inputs = tf.reshape(tf.convert_to_tensor(inputs), [-1])
+        present = tf.strings.length(tf.strings.strip(inputs)) > 0
+        return tf.cast(present, "float32")[:, None]
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((inputs.shape[0], 1), dtype="float32")
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class TokenMask(keras.layers.Layer):
+    """An all-true token mask `[B, N]` for encoders without padding.
+
+    Example:
+    >>> import numpy as np
+    >>> TokenMask()(np.zeros((2, 3, 4))).shape
+    TensorShape([2, 3])
+    """
+
+    def call(self, tokens):
+        return ops.ones(ops.shape(tokens)[:2], dtype="bool")
+
+    def compute_output_spec(self, tokens):
+        return keras.KerasTensor(tokens.shape[:2], dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SplitMissingFeatures(keras.layers.Layer):
+    """Per-feature missing values: NaN -> 0 plus a presence flag per feature.
+
+    Call arguments:
+        inputs: float `[B, F]` or `[B, T, F]`, already normalised.
+
+    Returns:
+        `(features, presence)`: `features` is `[..., 2F]`, the filled values
+        followed by the 0/1 flags; `presence` `[B, 1]` is 1.0 when any value
+        of the example is present.
+
+    Example:
+    >>> import numpy as np
+    >>> features, presence = SplitMissingFeatures()(np.array([[0.5, np.nan]], "float32"))
+    >>> features.numpy().tolist()
+    [[0.5, 0.0, 1.0, 0.0]]
+    """
+
+    def call(self, inputs):
+        present = ops.logical_not(ops.isnan(inputs))
+        filled = ops.where(present, inputs, ops.zeros_like(inputs))
+        flags = ops.cast(present, inputs.dtype)
+        flat = ops.reshape(present, (ops.shape(inputs)[0], -1))
+        any_present = ops.cast(ops.any(flat, axis=-1, keepdims=True), "float32")
+        return ops.concatenate([filled, flags], axis=-1), any_present
+
+    def compute_output_spec(self, inputs):
+        shape = (*inputs.shape[:-1], 2 * inputs.shape[-1])
+        return (keras.KerasTensor(shape, dtype=inputs.dtype),
+                keras.KerasTensor((inputs.shape[0], 1), dtype="float32"))

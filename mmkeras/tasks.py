@@ -1,0 +1,83 @@
+"""Task specs and their heads. One task today: classification."""
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ClassifierHead(keras.layers.Layer):
+    """Dense logits -> softmax (single-label) or sigmoid (multi-label) in float32.
+
+    The head carries the class names, so an exported or reloaded model
+    knows its labels.
+
+    Args:
+        labels: class names, in output order.
+        multi_label: sigmoid per label instead of softmax over labels.
+        threshold: probability over which a multi-label class is predicted.
+
+    Example:
+    >>> import numpy as np
+    >>> head = ClassifierHead(["ok", "dent"])
+    >>> head(np.ones((1, 4), "float32")).shape
+    TensorShape([1, 2])
+    """
+
+    def __init__(self, labels, multi_label=False, threshold=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.labels = [str(label) for label in labels]
+        self.multi_label = bool(multi_label)
+        self.threshold = float(threshold)
+        self.dense = keras.layers.Dense(len(self.labels), name="logits")
+        self.activation = keras.layers.Activation(
+            "sigmoid" if self.multi_label else "softmax", dtype="float32", name="probabilities")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, inputs):
+        return self.activation(self.dense(inputs))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((inputs.shape[0], len(self.labels)), dtype="float32")
+
+    def get_config(self):
+        return {**super().get_config(), "labels": self.labels, "multi_label": self.multi_label,
+                "threshold": self.threshold}
+
+
+class Classification:
+    """Single-label (softmax) or multi-label (sigmoid) classification.
+
+    Args:
+        labels: class names.
+        multi_label: each example may have any subset of `labels`.
+        auxiliary_heads: add one head per modality (`"<name>_aux"` outputs),
+            trained on the same label; it keeps every encoder learning.
+        threshold: multi-label decision threshold.
+
+    Example:
+    >>> task = Classification(labels=["negative", "neutral", "positive"])
+    >>> task.num_classes
+    3
+    """
+
+    def __init__(self, labels, multi_label=False, auxiliary_heads=False, threshold=0.5):
+        self.labels = [str(label) for label in labels]
+        if len(self.labels) < 2 and not multi_label:
+            raise ValueError(f"Classification needs at least 2 labels. Received: {self.labels}")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"Classification labels must be unique. Received: {self.labels}")
+        self.multi_label = bool(multi_label)
+        self.auxiliary_heads = bool(auxiliary_heads)
+        self.threshold = float(threshold)
+
+    @property
+    def num_classes(self):
+        return len(self.labels)
+
+    def head(self, name="label"):
+        return ClassifierHead(self.labels, self.multi_label, self.threshold, name=name)
+
+    def get_config(self):
+        return {"labels": self.labels, "multi_label": self.multi_label,
+                "auxiliary_heads": self.auxiliary_heads, "threshold": self.threshold}
