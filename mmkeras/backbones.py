@@ -15,13 +15,14 @@ architectures of its `*_imagenet` presets) and keras.applications.
 
 Example:
 >>> from mmkeras import backbones
->>> model = backbones.build_image_backbone("tiny_cnn")
->>> model(np.zeros((1, 64, 64, 3), "float32")).shape
-TensorShape([1, 8, 8, 64])
+>>> model = backbones.build_image_backbone("tiny_cnn", input_shape=(64, 64, 3))
+>>> model.output.shape
+(None, 8, 8, 64)
 >>> backbones.image_normalization("resnet18_v2")
 'unit'
 """
 
+import copy
 import dataclasses
 import inspect
 import json
@@ -112,6 +113,8 @@ IMAGE_BACKBONES = {
         stackwise_activation=["relu"] * 6 + [_HS] * 9,
         alpha=1.0, include_rescaling=False), "unit", 960),
     # --- KerasHub (architectures of its timm-converted *_imagenet presets) ---
+    # Not MobileNetBackbone: its depthwise convs are grouped Conv2D, which
+    # Keras on TensorFlow compiles with XLA, and a serving signature must not.
     "keras_hub/resnet_18": BackboneEntry("keras_hub", "ResNetBackbone", dict(
         input_conv_filters=[64], input_conv_kernel_sizes=[7],
         stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=[2, 2, 2, 2],
@@ -211,6 +214,11 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
     input_shape = tuple(input_shape)
     if weights is None:
         return _from_config(entry, input_shape)
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            f"`weights` for image backbone {name!r} must be None, a path or a "
+            f"preset handle string. Received: weights={weights!r}"
+        )
     weights = os.fspath(weights)
     if "://" in weights:
         return _from_preset(name, entry, weights, input_shape)
@@ -259,11 +267,13 @@ def _library_class(entry):
 
 def _from_config(entry, input_shape):
     cls = _library_class(entry)
+    # Constructors may keep (and mutate) the lists they get; the table must not change.
+    config = copy.deepcopy(entry.config)
     if entry.library == "keras_hub":
-        return cls(**entry.config, **_hub_shape(cls, input_shape))
+        return cls(**config, **_hub_shape(cls, input_shape))
     if entry.library == "keras_applications":
-        return cls(**entry.config, include_top=False, weights=None, input_shape=input_shape)
-    return cls(**entry.config, input_shape=input_shape)
+        return cls(**config, include_top=False, weights=None, input_shape=input_shape)
+    return cls(**config, input_shape=input_shape)
 
 
 def _hub_shape(cls, input_shape):

@@ -51,7 +51,11 @@ class ImageInput(Modality):
         from mmkeras import backbones
 
         pixels, presence = SplitMissing(name=f"{self.name}_missing")(x)
-        pixels = keras.layers.Resizing(*self.size, name=f"{self.name}_resize")(pixels)
+        # Resizing's call defaults to training=True, and Keras 3.15 leaks that
+        # default to every later layer of a `model(x)` call (keras#23166):
+        # dropout and BatchNorm would run in training mode at inference. An
+        # explicit False stops it; fit() still passes training=True.
+        pixels = keras.layers.Resizing(*self.size, name=f"{self.name}_resize")(pixels, training=False)
         pixels = _normalization(backbones.image_normalization(self.backbone), self.name)(pixels)
         backbone = backbones.build_image_backbone(self.backbone, weights=self.weights)
         backbone.name = f"{self.name}_backbone"

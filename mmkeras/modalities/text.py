@@ -151,6 +151,9 @@ class TextTokenizer(keras.layers.Layer):
     Args:
         tokenizer: a `keras_hub.tokenizers.Tokenizer`.
         sequence_length: tokens per example, special tokens included.
+        special_token_ids: `(start, end, pad)` ids; read from the tokenizer
+            if None. Kept in the config because a reloaded tokenizer gets
+            its vocabulary (an asset) only after the layer is rebuilt.
 
     Example:
     >>> import keras_hub
@@ -161,7 +164,7 @@ class TextTokenizer(keras.layers.Layer):
     [[1, 5, 6, 2, 0], [1, 2, 0, 0, 0]]
     """
 
-    def __init__(self, tokenizer, sequence_length, **kwargs):
+    def __init__(self, tokenizer, sequence_length, special_token_ids=None, **kwargs):
         super().__init__(**kwargs)
         import keras_hub
 
@@ -171,7 +174,10 @@ class TextTokenizer(keras.layers.Layer):
         tokenizer._allow_python_workflow = False
         self.tokenizer = tokenizer
         self.sequence_length = int(sequence_length)
-        start, end, pad = _special_token_ids(tokenizer)
+        if special_token_ids is None:
+            special_token_ids = _special_token_ids(tokenizer)
+        self.special_token_ids = [int(i) for i in special_token_ids]
+        start, end, pad = self.special_token_ids
         self.packer = keras_hub.layers.StartEndPacker(
             sequence_length=self.sequence_length, start_value=start, end_value=end,
             pad_value=pad, return_padding_mask=True, _allow_python_workflow=False,
@@ -194,6 +200,7 @@ class TextTokenizer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length,
+                "special_token_ids": self.special_token_ids,
                 "tokenizer": keras.saving.serialize_keras_object(self.tokenizer)}
 
 

@@ -1,0 +1,252 @@
+"""Application templates: `apps/<name>/app.yaml` -> data, model, training, report, export.
+
+`run_app` is the whole path a template shows: generate demo data when no
+manifest is given, validate it, train the fused model and one unimodal
+baseline per modality, evaluate them side by side, and export the fused model
+as a SavedModel.
+"""
+
+import copy
+import dataclasses
+import os
+
+import numpy as np
+import yaml
+
+from mmkeras import modalities
+from mmkeras.data.manifest import Examples, load_examples
+from mmkeras.data.pipeline import make_dataset
+
+SECTIONS = ("data", "inputs", "model", "training", "evaluation", "export")
+
+
+@dataclasses.dataclass
+class App:
+    """A parsed `app.yaml`. Sections are plain dicts, as written in the file."""
+
+    name: str
+    path: str
+    data: dict
+    inputs: list
+    model: dict
+    training: dict
+    evaluation: dict
+    export: dict
+    description: str = ""
+
+    def specs(self):
+        """Fresh modality specs (they learn state when the model is built)."""
+        return [modalities.from_config(copy.deepcopy(c)) for c in self.inputs]
+
+
+def load_app(path):
+    """Reads `apps/<name>/app.yaml` (or the YAML file itself).
+
+    Example:
+    >>> load_app("apps/sentiment").data["labels"]
+    ['negative', 'neutral', 'positive']
+    """
+    path = os.fspath(path)
+    file = os.path.join(path, "app.yaml") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"No app config at {file}")
+    with open(file) as f:
+        config = yaml.safe_load(f) or {}
+    unknown = set(config) - set(SECTIONS) - {"name", "description"}
+    if unknown:
+        raise ValueError(f"{file}: unknown section(s) {sorted(unknown)}; expected {list(SECTIONS)}")
+    for section in ("data", "inputs"):
+        if not config.get(section):
+            raise ValueError(f"{file}: the `{section}` section is required")
+    for field in ("labels", "label_column"):
+        if field not in config["data"]:
+            raise ValueError(f"{file}: `data.{field}` is required")
+    for i, spec in enumerate(config["inputs"]):
+        if "kind" not in spec or "name" not in spec:
+            raise ValueError(f"{file}: inputs[{i}] needs `kind` and `name`. Received: {spec}")
+    return App(
+        name=config.get("name") or os.path.basename(os.path.dirname(os.path.abspath(file))),
+        path=os.path.dirname(os.path.abspath(file)),
+        description=config.get("description", ""),
+        **{section: config.get(section) or ({} if section != "inputs" else []) for section in SECTIONS},
+    )
+
+
+def split_examples(examples, validation_fraction, test_fraction, seed=0):
+    """Deterministic train / validation / test split of `Examples`."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    num_test = int(round(len(order) * test_fraction))
+    num_val = int(round(len(order) * validation_fraction))
+    parts = (order[num_test + num_val:], order[num_test:num_test + num_val], order[:num_test])
+    return tuple(_subset(examples, np.sort(indices)) for indices in parts)
+
+
+def _subset(examples, indices):
+    return Examples({name: values[indices] for name, values in examples.columns.items()},
+                    examples.labels[indices], [examples.rows[i] for i in indices])
+
+
+def prepare_data(app, manifest=None, work_dir="runs", num_examples=None, seed=0):
+    """Manifest (or generated demo data) -> validated train/validation/test `Examples`."""
+    data = app.data
+    manifest = manifest or data.get("manifest")
+    if manifest and not os.path.isabs(manifest) and not os.path.exists(manifest):
+        manifest = os.path.join(app.path, manifest)
+    if not manifest:
+        from mmkeras.data import demo
+
+        count = num_examples or data.get("demo_examples", 600)
+        manifest = demo.generate(app.name, os.path.join(work_dir, "demo_data"), num_examples=count,
+                                 seed=seed, image_size=_demo_image_size(app))
+    specs = app.specs()
+    examples, errors = load_examples(
+        manifest, specs, data["label_column"], data["labels"], multi_label=data.get("multi_label", False),
+        on_error=data.get("on_error", "raise"),
+        report_path=os.path.join(work_dir, "skipped_rows.csv"),
+    )
+    if errors:
+        print(f"Skipped {len(errors)} bad row(s); see {os.path.join(work_dir, 'skipped_rows.csv')}")
+    splits = split_examples(examples, data.get("validation_fraction", 0.15),
+                            data.get("test_fraction", 0.15), seed=seed)
+    return manifest, splits
+
+
+def _demo_image_size(app):
+    sizes = [spec["size"][0] for spec in app.inputs if spec["kind"] == "image" and "size" in spec]
+    return sizes[0] if sizes else 64
+
+
+def build_app_model(app, specs, train):
+    """The fused model of an app, adapted on the training examples."""
+    from mmkeras.builder import build_model
+    from mmkeras.tasks import Classification
+
+    model_config = dict(app.model)
+    return build_model(
+        specs, fusion=model_config.pop("fusion", "concat"), task=_task(app),
+        adapt_data=train.columns, **model_config,
+    )
+
+
+def _task(app):
+    from mmkeras.tasks import Classification
+
+    data = app.data
+    return Classification(labels=data["labels"], multi_label=data.get("multi_label", False),
+                          threshold=data.get("threshold", 0.5))
+
+
+def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=None, epochs=None,
+            baselines=True, export=True, seed=0, verbose="auto"):
+    """Runs an app template end to end and returns its results.
+
+    Args:
+        app: an `App` or the path of an app folder / `app.yaml`.
+        manifest: data to use instead of `data.manifest` (None and no
+            manifest in the config: generate the demo data).
+        work_dir: run folder for demo data, logs, checkpoints and the report
+            (default `runs/<app>`).
+        export_dir: SavedModel base folder (default `export.base_dir`).
+        num_examples: demo data size (default `data.demo_examples`).
+        epochs: overrides `training.epochs` (quick runs and tests).
+        baselines: also train and report one unimodal model per modality.
+        export: export the fused model.
+        seed: seed for data generation, splitting and weights.
+
+    Returns:
+        A dict with `report` (the evaluation results), `export_path` and
+        `results_table`.
+
+    Example:
+    >>> results = run_app("apps/sentiment", num_examples=60, epochs=1)  # doctest: +SKIP
+    """
+    import keras
+
+    from mmkeras import evaluation, training
+    from mmkeras.builder import build_unimodal
+
+    app = app if isinstance(app, App) else load_app(app)
+    work_dir = work_dir or os.path.join("runs", app.name)
+    os.makedirs(work_dir, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    data, train_config = app.data, app.training
+    multi_label = data.get("multi_label", False)
+
+    # === Data ===
+    manifest, (train, val, test) = prepare_data(app, manifest, work_dir, num_examples, seed)
+    print(f"[{app.name}] data: {manifest} -> {len(train)} train / {len(val)} validation / {len(test)} test")
+    specs = app.specs()
+    batch_size = train_config.get("batch_size", 32)
+    datasets = {name: make_dataset(part, specs, batch_size=batch_size, training=name == "train", seed=seed)
+                for name, part in (("train", train), ("val", val), ("test", test))}
+    class_weight = (training.class_weights(train.labels, len(data["labels"]))
+                    if train_config.get("class_weights") and not multi_label else None)
+
+    # === Fused model ===
+    model = build_app_model(app, specs, train)
+    fit_options = dict(epochs=epochs or train_config.get("epochs", 10), class_weight=class_weight,
+                       verbose=verbose)
+    _train(model, datasets, train_config, multi_label, os.path.join(work_dir, "fused"), fit_options)
+
+    # === Unimodal baselines ===
+    baseline_models = {}
+    if baselines:
+        for spec in specs:
+            baseline = build_unimodal(spec, _task(app), projection_dim=app.model.get("projection_dim", 128))
+            print(f"[{app.name}] baseline: {spec.name} only")
+            _train(baseline, _only(datasets, spec.name), train_config, multi_label,
+                   os.path.join(work_dir, f"baseline_{spec.name}"), fit_options)
+            baseline_models[f"{spec.name} only"] = (baseline, spec.name)
+
+    # === Evaluation ===
+    evaluation_config = app.evaluation
+    report = evaluation.evaluate(
+        model, datasets["test"], labels=data["labels"], multi_label=multi_label,
+        normal_label=evaluation_config.get("normal_label"), baselines=baseline_models,
+        out_dir=os.path.join(work_dir, "report"), tensorboard_dir=os.path.join(work_dir, "fused", "logs"),
+        headline=evaluation_config.get("headline"), seed=seed, verbose=verbose,
+    )
+    table = evaluation.format_results_table(report)
+
+    # === Export ===
+    export_path = None
+    if export:
+        from mmkeras.export import export as export_model
+
+        base_dir = export_dir or app.export.get("base_dir") or os.path.join("savedmodels", app.name)
+        export_path = export_model(model, base_dir, specs=specs, sample_inputs=raw_examples(test, specs),
+                                   metrics=report.get("headline"))
+    print(table)
+    if export_path:
+        print(f"[{app.name}] exported to {export_path}; report in {os.path.join(work_dir, 'report')}")
+    return {"report": report, "export_path": export_path, "results_table": table, "model": model,
+            "baselines": baseline_models}
+
+
+def _train(model, datasets, train_config, multi_label, out_dir, fit_options):
+    from mmkeras import training
+
+    training.compile_model(model, multi_label=multi_label,
+                           learning_rate=train_config.get("learning_rate", 1e-3))
+    training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir,
+                 patience=train_config.get("patience", 5), **fit_options)
+
+
+def _only(datasets, name):
+    return {split: ds.map(lambda x, y: ({name: x[name]}, y)) for split, ds in datasets.items()}
+
+
+def raw_examples(examples, specs, count=4):
+    """The first `count` examples as raw client inputs (file bytes, text, floats)."""
+    raw = []
+    for i in range(min(count, len(examples))):
+        example = {}
+        for spec in specs:
+            value = examples.columns[spec.name][i]
+            if spec.kind in ("image", "audio"):
+                value = open(value, "rb").read() if value else b""
+            elif spec.kind == "sensor":
+                value = np.asarray(value, "float32").tolist()
+            example[spec.name] = value
+        raw.append(example)
+    return raw

@@ -1,0 +1,92 @@
+"""Decoding raw bytes into what the model takes, with core TF ops only.
+
+These functions are the single definition of "bytes -> model input": the
+tf.data pipeline maps them over files and the exported serving signature
+maps them over request bytes, so training and serving cannot drift apart.
+An empty string means the modality is missing and decodes to NaN.
+"""
+
+import tensorflow as tf
+
+
+def decode_image(encoded, size):
+    """Encoded JPEG/PNG/BMP/GIF bytes -> float32 RGB `[height, width, 3]` in 0..255.
+
+    Grey and RGBA images become RGB; GIFs give their first frame. The image
+    is resized to `size` so examples batch; the model resizes again (a
+    no-op at this size) so decoded inputs of any size also work.
+
+    Example:
+    >>> import tensorflow as tf
+    >>> png = tf.io.encode_png(tf.zeros((5, 7, 1), tf.uint8))
+    >>> decode_image(png, (4, 4)).shape
+    TensorShape([4, 4, 3])
+    >>> bool(tf.reduce_all(tf.math.is_nan(decode_image(b"", (4, 4)))))
+    True
+    """
+    height, width = size
+
+    def decode():
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+        return tf.ensure_shape(image, (height, width, 3))
+
+    missing = tf.fill((height, width, 3), float("nan"))
+    return tf.cond(tf.strings.length(encoded) > 0, decode, lambda: missing)
+
+
+def decode_wav(encoded, sample_rate, num_samples):
+    """WAV bytes -> mono float32 `[num_samples]` at `sample_rate`.
+
+    Multi-channel audio is averaged to mono, another rate is resampled
+    (band-limited, core TF ops), and the clip is cropped or zero-padded to
+    `num_samples`.
+
+    Example:
+    >>> import tensorflow as tf
+    >>> wav = tf.audio.encode_wav(tf.zeros((800, 2)), 8000)
+    >>> decode_wav(wav, 16000, 2000).shape
+    TensorShape([2000])
+    """
+
+    def decode():
+        audio, rate = tf.audio.decode_wav(encoded)
+        mono = tf.reduce_mean(audio, axis=-1)
+        return fit_length(resample(mono, rate, sample_rate), num_samples)
+
+    missing = tf.fill((num_samples,), float("nan"))
+    return tf.cond(tf.strings.length(encoded) > 0, decode, lambda: missing)
+
+
+def resample(waveform, rate_in, rate_out):
+    """Band-limited resampling of a 1-D waveform by FFT truncation/zero-padding.
+
+    The same method as `scipy.signal.resample`, built from RFFT/IRFFT so it
+    serves on stock TF Serving (tensorflow-io's resampler is a custom op).
+
+    Example:
+    >>> import tensorflow as tf
+    >>> resample(tf.zeros(800), 8000, 16000).shape
+    TensorShape([1600])
+    """
+    rate_in = tf.cast(rate_in, tf.int64)
+    rate_out = tf.cast(rate_out, tf.int64)
+
+    def convert():
+        n_in = tf.shape(waveform, out_type=tf.int64)[0]
+        n_out = (n_in * rate_out + rate_in // 2) // rate_in
+        spectrum = tf.signal.rfft(waveform, fft_length=[tf.cast(n_in, tf.int32)])
+        bins_out = n_out // 2 + 1
+        kept = spectrum[: tf.minimum(tf.shape(spectrum, out_type=tf.int64)[0], bins_out)]
+        kept = tf.pad(kept, [[0, bins_out - tf.shape(kept, out_type=tf.int64)[0]]])
+        out = tf.signal.irfft(kept, fft_length=[tf.cast(n_out, tf.int32)])
+        return out * tf.cast(n_out, tf.float32) / tf.cast(n_in, tf.float32)
+
+    return tf.cond(tf.equal(rate_in, rate_out), lambda: tf.identity(waveform), convert)
+
+
+def fit_length(waveform, num_samples):
+    """Crops or zero-pads a 1-D waveform to `num_samples` (keeps the start)."""
+    waveform = waveform[:num_samples]
+    padding = num_samples - tf.shape(waveform)[0]
+    return tf.ensure_shape(tf.pad(waveform, [[0, padding]]), (num_samples,))

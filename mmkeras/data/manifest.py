@@ -1,0 +1,230 @@
+"""Manifests (CSV / JSONL): reading and row-by-row validation.
+
+One row per example. Image and audio columns hold file paths (relative to
+the manifest's folder, or any `tf.io.gfile` path), text columns hold text,
+sensor features are numeric columns (empty = missing), and the label column
+holds class names (`|`-separated for multi-label). Every row is checked
+before training, and every problem is reported with manifest, row, column
+and reason: nothing is silently dropped.
+"""
+
+import collections
+import csv
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+COMPRESSED_AUDIO = (".flac", ".ogg", ".mp3")
+
+RowError = collections.namedtuple("RowError", ["manifest", "row", "column", "reason"])
+RowError.__str__ = lambda e: f"{e.manifest}, row {e.row}, column {e.column!r}: {e.reason}"
+
+
+class ManifestError(ValueError):
+    """Raised with every `RowError` of a manifest (first 50 in the message)."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        lines = [str(e) for e in self.errors[:50]]
+        more = len(self.errors) - len(lines)
+        if more > 0:
+            lines.append(f"... and {more} more")
+        super().__init__(f"{len(self.errors)} problem(s) in the data:\n  " + "\n  ".join(lines))
+
+
+@dataclasses.dataclass
+class Examples:
+    """Validated examples, column by column, ready for `make_dataset`.
+
+    `columns[name]`: absolute paths for image/audio ("" = missing), strings
+    for text, float32 `[N, F]` for sensors. `labels`: int class ids `[N]`,
+    or multi-hot float32 `[N, C]`. `rows`: manifest row number of each.
+    """
+
+    columns: dict
+    labels: np.ndarray
+    rows: list
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def read_manifest(path):
+    """Rows of a CSV (header row) or JSONL manifest as a list of dicts."""
+    path = os.fspath(path)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"Manifest not found: {path}")
+    with tf.io.gfile.GFile(path, "r") as f:
+        if path.endswith((".jsonl", ".json")):
+            rows = []
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise ManifestError([RowError(path, number, "*", f"not valid JSON: {e}")])
+            return rows
+        return list(csv.DictReader(f))
+
+
+def load_examples(path, specs, label_column, labels, multi_label=False, on_error="raise",
+                  report_path=None):
+    """Reads and validates a manifest against the modality specs and labels.
+
+    Args:
+        path: the manifest (`.csv`, or `.jsonl`).
+        specs: modality specs; image/audio/text specs read the column named
+            like the spec, sensor specs read one column per feature.
+        label_column: the column holding class names.
+        labels: known class names.
+        multi_label: labels are `|`-separated sets (may be empty).
+        on_error: `"raise"` stops with the full list of problems; `"skip"`
+            drops bad rows and writes them to `report_path`.
+        report_path: CSV of skipped rows (default: beside the manifest,
+            `<manifest>.skipped.csv`).
+
+    Returns:
+        `(Examples, errors)`.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip'. Received: {on_error!r}")
+    path = os.fspath(path)
+    rows = read_manifest(path)
+    _check_columns(path, rows, specs, label_column)
+    base = os.path.dirname(path)
+    label_ids = {name: i for i, name in enumerate(labels)}
+    good, errors = [], []
+    for number, row in enumerate(rows, start=1):
+        parsed, row_errors = _parse_row(path, base, number, row, specs, label_column, label_ids,
+                                        multi_label)
+        if row_errors:
+            errors.extend(row_errors)
+        else:
+            good.append((number, parsed))
+    if errors and on_error == "raise":
+        raise ManifestError(errors)
+    if errors:
+        _write_report(report_path or f"{path}.skipped.csv", errors)
+    if not good:
+        raise ManifestError(errors or [RowError(path, 0, "*", "the manifest has no rows")])
+    return _to_examples(good, specs, len(labels), multi_label), errors
+
+
+def _check_columns(path, rows, specs, label_column):
+    if not rows:
+        raise ManifestError([RowError(path, 0, "*", "the manifest has no rows")])
+    present = set().union(*(row.keys() for row in rows[:1]))
+    needed = [label_column]
+    for spec in specs:
+        needed += spec.features if spec.kind == "sensor" else [spec.name]
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise ManifestError([RowError(path, 1, c, f"column not found (columns: {sorted(present)})")
+                             for c in missing])
+
+
+def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label):
+    parsed, errors = {}, []
+
+    def fail(column, reason):
+        errors.append(RowError(path, number, column, reason))
+
+    for spec in specs:
+        if spec.kind == "sensor":
+            parsed[spec.name] = [_parse_number(row.get(f), lambda r, f=f: fail(f, r)) for f in spec.features]
+        elif spec.kind == "text":
+            value = row.get(spec.name)
+            if value is not None and not isinstance(value, str):
+                fail(spec.name, f"expected text, got {type(value).__name__} {value!r}")
+            parsed[spec.name] = value or ""
+        else:
+            parsed[spec.name] = _check_file(base, row.get(spec.name), spec.kind,
+                                            lambda r, c=spec.name: fail(c, r))
+    present = [v for spec in specs for v in [parsed.get(spec.name)]
+               if v not in ("", None) and not (isinstance(v, list) and all(math.isnan(x) for x in v))]
+    if not present and not errors:
+        fail("*", "every modality of this example is missing")
+    parsed["__label__"] = _parse_label(row.get(label_column), label_ids, multi_label,
+                                       lambda r: fail(label_column, r))
+    return parsed, errors
+
+
+def _parse_number(value, fail):
+    if value is None or (isinstance(value, str) and value.strip() in ("", "nan", "NaN")):
+        return float("nan")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        fail(f"not a number: {value!r}")
+        return float("nan")
+    if math.isinf(number):
+        fail(f"infinite value: {value!r}")
+    return number
+
+
+def _check_file(base, value, kind, fail):
+    """Resolves a path and checks that the file exists and decodes."""
+    if value is None or str(value).strip() == "":
+        return ""
+    value = str(value).strip()
+    path = value if "://" in value or os.path.isabs(value) else os.path.join(base, value)
+    if not tf.io.gfile.exists(path):
+        fail(f"file not found: {path}")
+        return ""
+    try:
+        content = tf.io.gfile.GFile(path, "rb").read()
+        if kind == "image":
+            tf.io.decode_image(content, channels=3, expand_animations=False)
+        elif path.lower().endswith(COMPRESSED_AUDIO):
+            from mmkeras.audio import decode_compressed_audio
+
+            decode_compressed_audio(path)
+        else:
+            tf.audio.decode_wav(content)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        fail(f"cannot decode {kind} file {path}: {reason}")
+        return ""
+    return path
+
+
+def _parse_label(value, label_ids, multi_label, fail):
+    value = "" if value is None else str(value).strip()
+    names = [v.strip() for v in value.split("|") if v.strip()] if multi_label else [value]
+    unknown = [n for n in names if n not in label_ids]
+    if not multi_label and not value:
+        fail("empty label")
+    elif unknown:
+        fail(f"unknown label(s) {unknown}; known: {sorted(label_ids)}")
+    else:
+        return [label_ids[n] for n in names]
+    return []
+
+
+def _to_examples(good, specs, num_classes, multi_label):
+    rows = [number for number, _ in good]
+    columns = {}
+    for spec in specs:
+        values = [parsed[spec.name] for _, parsed in good]
+        columns[spec.name] = np.asarray(values, dtype="float32" if spec.kind == "sensor" else object)
+    if multi_label:
+        labels = np.zeros((len(good), num_classes), "float32")
+        for i, (_, parsed) in enumerate(good):
+            labels[i, parsed["__label__"]] = 1.0
+    else:
+        labels = np.asarray([parsed["__label__"][0] for _, parsed in good], "int32")
+    return Examples(columns, labels, rows)
+
+
+def _write_report(report_path, errors):
+    """Writes the skipped rows atomically (temp file, then rename)."""
+    tmp = f"{report_path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["manifest", "row", "column", "reason"])
+        writer.writerows(errors)
+    os.replace(tmp, report_path)

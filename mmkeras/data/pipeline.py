@@ -1,0 +1,118 @@
+"""tf.data pipelines: validated examples or TFRecords -> decoded, batched inputs."""
+
+import keras
+import tensorflow as tf
+
+from mmkeras.data.decode import decode_image, decode_wav
+from mmkeras.data.manifest import COMPRESSED_AUDIO
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def make_dataset(examples, specs, *, batch_size=32, training=False, seed=0, cache=True):
+    """A dataset of `(inputs, labels)` batches from validated `Examples`.
+
+    Files are read and decoded in parallel with the same functions the
+    serving signature uses. Training datasets are shuffled and augmented
+    (random flips and RandAugment for images whose spec has `augment=True`);
+    SpecAugment for audio runs inside the model.
+
+    Example:
+    >>> import numpy as np, mmkeras as mmk
+    >>> from mmkeras.data.manifest import Examples
+    >>> examples = Examples({"readings": np.zeros((4, 2), "float32")}, np.zeros(4, "int32"), [1, 2, 3, 4])
+    >>> ds = make_dataset(examples, [mmk.SensorInput("readings", ["a", "b"])], batch_size=2)
+    >>> next(iter(ds))[0]["readings"].shape
+    TensorShape([2, 2])
+    """
+    columns = {spec.name: examples.columns[spec.name] for spec in specs}
+    dataset = tf.data.Dataset.from_tensor_slices((_as_tensors(columns, specs), examples.labels))
+    dataset = dataset.map(lambda x, y: (_read_files(x, specs), y), num_parallel_calls=AUTOTUNE)
+    return finish(dataset, specs, batch_size=batch_size, training=training, seed=seed, cache=cache,
+                  size=len(examples))
+
+
+def finish(raw, specs, *, batch_size, training, seed=0, cache=True, size=None):
+    """Decodes raw-bytes examples, then caches, shuffles, batches, augments, prefetches."""
+    dataset = raw.map(lambda x, y: (decode_example(x, specs), y), num_parallel_calls=AUTOTUNE)
+    if cache:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(min(size or 10_000, 10_000), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    augmented = [spec for spec in specs if spec.kind == "image" and spec.augment]
+    for spec in augmented if training else []:
+        augment = _image_augmenter(spec.augment, seed)
+        dataset = dataset.map(lambda x, y, s=spec, a=augment: (_augment(x, s, a), y),
+                              num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def decode_example(raw, specs):
+    """One example's raw values (bytes, strings, floats) -> model inputs."""
+    decoded = {}
+    for spec in specs:
+        value = raw[spec.name]
+        if spec.kind == "image":
+            decoded[spec.name] = decode_image(value, spec.size)
+        elif spec.kind == "audio":
+            decoded[spec.name] = decode_wav(value, spec.sample_rate, spec.num_samples)
+        elif spec.kind == "sensor":
+            decoded[spec.name] = tf.cast(value, tf.float32)
+        else:
+            decoded[spec.name] = value
+    return decoded
+
+
+def _as_tensors(columns, specs):
+    return {name: tf.constant(values.tolist() if values.dtype == object else values)
+            for name, values in columns.items()}
+
+
+def _read_files(example, specs):
+    """Replaces file paths by their bytes ("" stays "" = missing)."""
+    out = dict(example)
+    for spec in specs:
+        if spec.kind in ("image", "audio"):
+            read = _read_audio if spec.kind == "audio" else tf.io.read_file
+            path = example[spec.name]
+            out[spec.name] = tf.cond(tf.strings.length(path) > 0, lambda p=path, r=read: r(p),
+                                     lambda: tf.constant(b""))
+    return out
+
+
+def _read_audio(path):
+    """Audio file bytes as WAV; FLAC/OGG/MP3 go through tensorflow-io."""
+    pattern = ".*(" + "|".join(ext.replace(".", r"\.") for ext in COMPRESSED_AUDIO) + ")"
+    compressed = tf.strings.regex_full_match(tf.strings.lower(path), pattern)
+    return tf.cond(compressed, lambda: tf.py_function(_compressed_to_wav, [path], tf.string),
+                   lambda: tf.io.read_file(path))
+
+
+def _compressed_to_wav(path):
+    from mmkeras.audio import decode_compressed_audio
+
+    samples, rate = decode_compressed_audio(path.numpy().decode())
+    return tf.audio.encode_wav(samples[:, None], rate)
+
+
+def _image_augmenter(kind, seed):
+    """`"flip"` (or True): random horizontal flips; `"randaugment"`: plus RandAugment.
+
+    Keras core's augmentation layers (KerasCV's successors), applied in the
+    training pipeline only, never inside the model. RandAugment changes
+    colours, so it is opt-in for images whose colour carries the label.
+    """
+    layers = [keras.layers.RandomFlip("horizontal", seed=seed)]
+    if kind == "randaugment":
+        layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.3, seed=seed))
+    return keras.Sequential(layers)
+
+
+def _augment(inputs, spec, augment):
+    out = dict(inputs)
+    images = inputs[spec.name]
+    missing = tf.reduce_all(tf.math.is_nan(images), axis=[1, 2, 3], keepdims=True)
+    augmented = augment(tf.where(missing, 0.0, images), training=True)
+    out[spec.name] = tf.where(missing, images, tf.cast(augmented, images.dtype))
+    return out

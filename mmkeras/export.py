@@ -1,0 +1,258 @@
+"""Export a model as a versioned SavedModel that stock TF Serving runs.
+
+`serving_default` takes what clients hold (encoded image bytes, WAV bytes,
+strings, floats) and decodes it with the same functions as the training
+pipeline; `serve_decoded` takes decoded tensors. A version is written beside
+its final folder, checked (ops, parity with `model.predict`), then renamed
+into place, so a TF Serving polling `base_dir` never sees half a version.
+"""
+
+import json
+import os
+import shutil
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmkeras import modalities
+from mmkeras.data.decode import decode_image, decode_wav
+from mmkeras.serving.op_check import check_serving_ops
+
+PARITY_TOLERANCE = 1e-4
+METADATA_FILE = "mmkeras.json"
+
+
+class ExportError(RuntimeError):
+    """An export failed a check; nothing was left in the export folder."""
+
+
+def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample_inputs=None,
+           metrics=None, warmup=True):
+    """Writes `model` to `base_dir/<version>/` as a servable SavedModel.
+
+    Args:
+        model: a model built by `mmk.build_model` / `build_unimodal` (or one
+            reloaded from `.keras`).
+        base_dir: the model's folder in a TF Serving model base path.
+        version: integer version; default: highest existing + 1.
+        specs: the modality specs; inferred from the model when None.
+        overwrite: replace an existing version.
+        sample_inputs: raw examples for the parity check and warmup (a
+            list of dicts of bytes/str/float lists); synthesised if None.
+        metrics: evaluation metrics to store in the metadata.
+        warmup: write TF Serving warmup requests to `assets.extra/`.
+
+    Returns:
+        The version folder's path.
+
+    Example:
+    >>> mmk.export(model, "savedmodels/sentiment")  # doctest: +SKIP
+    'savedmodels/sentiment/1'
+    """
+    specs = specs or infer_specs(model)
+    base_dir = os.fspath(base_dir)
+    os.makedirs(base_dir, exist_ok=True)
+    version = next_version(base_dir) if version is None else int(version)
+    final_dir = os.path.join(base_dir, str(version))
+    if os.path.exists(final_dir) and not overwrite:
+        raise FileExistsError(f"Version {version} already exists at {final_dir}; pass overwrite=True "
+                              f"or another version.")
+    # TF Serving only loads integer-named folders, so a dot-name stays invisible.
+    tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_saved_model(model, specs, tmp_dir)
+        problems = check_serving_ops(tmp_dir)
+        if problems:
+            raise ExportError("The SavedModel would not run on stock TF Serving:\n  " + "\n  ".join(problems))
+        samples = sample_inputs or synthetic_inputs(specs)
+        check_parity(model, specs, tmp_dir, samples)
+        _write_metadata(tmp_dir, model, specs, version, metrics)
+        if warmup:
+            from mmkeras.serving.warmup import write_warmup_requests
+
+            write_warmup_requests(tmp_dir, os.path.basename(os.path.normpath(base_dir)),
+                                  [samples])
+        if os.path.exists(final_dir):
+            shutil.rmtree(final_dir)
+        os.rename(tmp_dir, final_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return final_dir
+
+
+def next_version(base_dir):
+    versions = [int(name) for name in os.listdir(base_dir) if name.isdigit()] if os.path.isdir(base_dir) else []
+    return max(versions, default=0) + 1
+
+
+def infer_specs(model):
+    """Modality specs (decode parameters only) read off a built model's layers."""
+    specs = []
+    for name, tensor in model.input.items():
+        layer_names = {layer.name for layer in model.layers}
+        if tensor.dtype == "string":
+            specs.append(modalities.TextInput(name, vocabulary=["[PAD]"]))
+        elif len(tensor.shape) == 4:
+            resize = model.get_layer(f"{name}_resize")
+            specs.append(modalities.ImageInput(name, size=(resize.height, resize.width)))
+        elif f"{name}_log_mel" in layer_names:
+            rate = model.get_layer(f"{name}_log_mel").sample_rate
+            specs.append(modalities.AudioInput(name, sample_rate=rate, seconds=tensor.shape[1] / rate))
+        else:
+            features = [f"{name}_{i}" for i in range(tensor.shape[-1])]
+            window = tensor.shape[1] if len(tensor.shape) == 3 else None
+            specs.append(modalities.SensorInput(name, features, window=window, mean=[0.0], variance=[1.0]))
+    return specs
+
+
+def raw_signature(specs):
+    """TensorSpecs of `serving_default`: what a client sends."""
+    signature = {}
+    for spec in specs:
+        if spec.kind == "sensor":
+            shape = [None, len(spec.features)] if spec.window is None else [None, spec.window, len(spec.features)]
+            signature[spec.name] = tf.TensorSpec(shape, tf.float32, name=spec.name)
+        else:
+            signature[spec.name] = tf.TensorSpec([None], tf.string, name=spec.name)
+    return signature
+
+
+def decode_batch(raw, specs):
+    """Raw request tensors -> model inputs, with the training pipeline's decoders."""
+    decoded = {}
+    for spec in specs:
+        value = raw[spec.name]
+        if spec.kind == "image":
+            decoded[spec.name] = tf.map_fn(
+                lambda b, s=spec: decode_image(b, s.size), value,
+                fn_output_signature=tf.TensorSpec((*spec.size, 3), tf.float32))
+        elif spec.kind == "audio":
+            decoded[spec.name] = tf.map_fn(
+                lambda b, s=spec: decode_wav(b, s.sample_rate, s.num_samples), value,
+                fn_output_signature=tf.TensorSpec((spec.num_samples,), tf.float32))
+        else:
+            decoded[spec.name] = value
+    return decoded
+
+
+def _write_saved_model(model, specs, export_dir):
+    head = model.get_layer("label")
+    labels = tf.constant(head.labels)
+
+    def predict(decoded):
+        outputs = model(decoded, training=False)
+        probabilities = outputs["label"] if isinstance(outputs, dict) else outputs
+        return _postprocess(tf.cast(probabilities, tf.float32), labels, head.multi_label, head.threshold)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    raw = raw_signature(specs)
+    archive.add_endpoint("serving_default", lambda inputs: predict(decode_batch(inputs, specs)),
+                         input_signature=[raw])
+    decoded_signature = {name: tf.TensorSpec(model.input[name].shape, model.input[name].dtype, name=name)
+                         for name in raw}
+    archive.add_endpoint("serve_decoded", predict, input_signature=[decoded_signature])
+    archive.write_out(export_dir, verbose=False)
+
+
+def _postprocess(probabilities, labels, multi_label, threshold):
+    scores = tf.reduce_max(probabilities, axis=-1)
+    if multi_label:
+        over = probabilities >= threshold
+        names = tf.ragged.boolean_mask(tf.broadcast_to(labels, tf.shape(probabilities)), over)
+        classes = tf.strings.reduce_join(names, axis=-1, separator="|")
+    else:
+        classes = tf.gather(labels, tf.argmax(probabilities, axis=-1))
+    return {"probabilities": probabilities, "classes": classes, "scores": scores}
+
+
+def synthetic_inputs(specs, count=3, seed=0):
+    """Raw examples (PNG bytes, WAV bytes, text, floats) with one missing value each."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for i in range(count):
+        example = {}
+        for v, spec in enumerate(specs):
+            missing = i > 0 and v == i % len(specs)  # example 0 is complete
+            example[spec.name] = spec.missing_value() if missing else _random_raw(spec, rng)
+            if spec.kind in ("image", "audio") and missing:
+                example[spec.name] = b""
+            if spec.kind == "sensor" and missing:
+                example[spec.name] = np.full(_sensor_shape(spec), np.nan, "float32").tolist()
+        examples.append(example)
+    return examples
+
+
+def _random_raw(spec, rng):
+    if spec.kind == "image":
+        pixels = rng.integers(0, 256, (*spec.size, 3), dtype=np.uint8)
+        return tf.io.encode_png(pixels).numpy()
+    if spec.kind == "audio":
+        wave = rng.uniform(-0.5, 0.5, (spec.num_samples, 1)).astype("float32")
+        return tf.audio.encode_wav(wave, spec.sample_rate).numpy()
+    if spec.kind == "text":
+        return "a sample sentence for the export check"
+    return rng.normal(size=_sensor_shape(spec)).astype("float32").tolist()
+
+
+def _sensor_shape(spec):
+    return (len(spec.features),) if spec.window is None else (spec.window, len(spec.features))
+
+
+def _batch(examples, specs):
+    """A list of raw example dicts -> dict of batched numpy arrays."""
+    batch = {}
+    for spec in specs:
+        values = [example[spec.name] for example in examples]
+        batch[spec.name] = np.asarray(values, "float32") if spec.kind == "sensor" else np.asarray(values, object)
+    return batch
+
+
+def check_parity(model, specs, export_dir, examples):
+    """Saved signature on raw bytes vs `model.predict` on the same decoded inputs."""
+    raw = _batch(examples, specs)
+    loaded = tf.saved_model.load(export_dir)
+    served = loaded.signatures["serving_default"](
+        **{name: tf.constant(value) for name, value in raw.items()})["probabilities"].numpy()
+    decoded = {name: value.numpy() for name, value in decode_batch(
+        {name: tf.constant(value) for name, value in raw.items()}, specs).items()}
+    outputs = model.predict(_as_dataset(decoded), verbose=0)
+    expected = outputs["label"] if isinstance(outputs, dict) else outputs
+    difference = float(np.max(np.abs(served - expected)))
+    if not difference <= PARITY_TOLERANCE:
+        raise ExportError(f"Parity check failed: the SavedModel and model.predict differ by "
+                          f"{difference:.2e} (tolerance {PARITY_TOLERANCE:g}).")
+    return difference
+
+
+def _as_dataset(decoded):
+    # Strings go through tf.data: Keras' numpy adapter rejects object arrays.
+    return tf.data.Dataset.from_tensor_slices(decoded).batch(len(next(iter(decoded.values()))))
+
+
+def _write_metadata(export_dir, model, specs, version, metrics):
+    head = model.get_layer("label")
+    metadata = {
+        "labels": head.labels,
+        "multi_label": head.multi_label,
+        "threshold": head.threshold,
+        "version": version,
+        "inputs": [{"kind": s.kind, **{k: v for k, v in s.get_config().items() if k != "vocabulary"}}
+                   for s in specs],
+        "signatures": {"serving_default": "raw client inputs", "serve_decoded": "decoded tensors"},
+        "versions": {"mmkeras": _mmkeras_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__},
+        "metrics": metrics or {},
+    }
+    extra = os.path.join(export_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, METADATA_FILE), "w") as f:
+        json.dump(metadata, f, indent=2, default=float)
+
+
+def _mmkeras_version():
+    import mmkeras
+
+    return mmkeras.__version__
