@@ -17,7 +17,9 @@ import os
 # chose a level; Python errors are unaffected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from mmkeras import serving  # noqa: E402
 from mmkeras.builder import build_model, build_unimodal  # noqa: E402
+from mmkeras.export import export  # noqa: E402
 from mmkeras.modalities import AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
 from mmkeras.tasks import Classification  # noqa: E402
 

@@ -188,6 +188,9 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
                        verbose=verbose)
     _train(model, datasets, train_config, multi_label, os.path.join(work_dir, "fused"), fit_options)
 
+    model_path = os.path.join(work_dir, "model.keras")
+    model.save(model_path)
+
     # === Unimodal baselines ===
     baseline_models = {}
     if baselines:
@@ -203,7 +206,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     report = evaluation.evaluate(
         model, datasets["test"], labels=data["labels"], multi_label=multi_label,
         normal_label=evaluation_config.get("normal_label"), baselines=baseline_models,
-        out_dir=os.path.join(work_dir, "report"), tensorboard_dir=os.path.join(work_dir, "fused", "logs"),
+        out_dir=os.path.join(work_dir, "report"), tensorboard_dir=os.path.join(work_dir, "fused", "tensorboard"),
         headline=evaluation_config.get("headline"), seed=seed, verbose=verbose,
     )
     table = evaluation.format_results_table(report)
@@ -219,7 +222,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     print(table)
     if export_path:
         print(f"[{app.name}] exported to {export_path}; report in {os.path.join(work_dir, 'report')}")
-    return {"report": report, "export_path": export_path, "results_table": table, "model": model,
+    return {"report": report, "export_path": export_path, "model_path": model_path, "results_table": table, "model": model,
             "baselines": baseline_models}
 
 

@@ -266,7 +266,9 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     `out_dir/checkpoints/best.keras`, `EarlyStopping(restore_best_weights=True)`,
     then optionally `TensorBoard`, a TensorBoard hparams record and the
     confusion-matrix callback. Re-running the same script with the same
-    `out_dir` after a crash resumes at the interrupted epoch.
+    `out_dir` after a crash resumes at the interrupted epoch, with the
+    weights and optimizer state of the last backup; the best checkpoint
+    keeps the interrupted run's record, early stopping's patience restarts.
 
     Under `MultiWorkerMirroredStrategy` (a `TF_CONFIG` with more than one
     task) only the chief writes to `out_dir`; other tasks write to
@@ -298,7 +300,8 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
         raise TypeError("Expected confusion_matrix to be a keras.callbacks.Callback; "
                         f"received {type(confusion_matrix).__name__}.")
     if backup_every_steps is not None and int(backup_every_steps) < 1:
-        raise ValueError(f"Expected backup_every_steps >= 1 or None; received {backup_every_steps}.")
+        raise ValueError("Expected backup_every_steps >= 1 or None; "
+                         f"received {backup_every_steps}.")
     run_dir = _task_dir(os.fspath(out_dir))
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     backup_dir = os.path.join(run_dir, "backup")
@@ -370,7 +373,8 @@ def class_weights(labels_array, num_classes, *, max_weight=10.0):
         raise ValueError(f"Expected max_weight > 0; received {max_weight}.")
     if labels.ndim == 2:
         if labels.shape[1] != num_classes:
-            raise ValueError(f"Expected labels of shape [N, {num_classes}]; received {labels.shape}.")
+            raise ValueError(f"Expected labels of shape [N, {num_classes}]; "
+                             f"received {labels.shape}.")
         counts = labels.astype("float64").sum(axis=0)
         total = labels.shape[0]
     elif labels.ndim == 1:

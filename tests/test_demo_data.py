@@ -7,6 +7,7 @@ each modality must carry signal, but only the fusion gets close to all of it.
 
 import csv
 import hashlib
+import pathlib
 import re
 import wave
 
@@ -45,7 +46,10 @@ def read_wav(path):
 def signal_sets(tmp_path_factory):
     """The three apps generated once with SIGNAL_EXAMPLES examples each."""
     root = tmp_path_factory.mktemp("demo_signal")
-    return {app: demo.generate(app, root / app, num_examples=SIGNAL_EXAMPLES, seed=7) for app in demo.DEMO_APPS}
+    return {
+        app: demo.generate(app, root / app, num_examples=SIGNAL_EXAMPLES, seed=7)
+        for app in demo.DEMO_APPS
+    }
 
 
 # === Hand features ===
@@ -53,8 +57,14 @@ def signal_sets(tmp_path_factory):
 
 # A generic sentiment lexicon and clinical term list, as a rule-based baseline
 # would use; "not"/"no"/"denies" in the same phrase flips a term.
-POSITIVE = "great excellent amazing love sturdy perfect comfortable reliable fantastic lovely solid impressive smooth recommend good".split()
-NEGATIVE = "terrible awful flimsy useless disappointing cheap poor broken horrible loud faulty wobbly returned bad waste".split()
+POSITIVE = (
+    "great excellent amazing love sturdy perfect comfortable reliable fantastic lovely "
+    "solid impressive smooth recommend good"
+).split()
+NEGATIVE = (
+    "terrible awful flimsy useless disappointing cheap poor broken horrible loud faulty "
+    "wobbly returned bad waste"
+).split()
 NEUTRAL = "okay average fine decent standard acceptable ordinary special job".split()
 CLINICAL_TERMS = (
     "fever", "cough", "crackles", "white count", "edema", "heart failure", "bnp", "nodule",
@@ -101,40 +111,41 @@ def box_blur(image, radius):
     return window[:h, :w] / k**2
 
 
-def block_means(image, blocks=8):
-    h, w = image.shape[:2]
-    trimmed = image[: h // blocks * blocks, : w // blocks * blocks]
-    return trimmed.reshape(blocks, h // blocks, blocks, w // blocks, -1).mean(axis=(1, 3)).ravel()
-
-
 def photo_features(path):
     rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) + 1.0
     border = np.concatenate([rgb[:6].reshape(-1, 3), rgb[-6:].reshape(-1, 3)])
     log_rb = np.log(rgb[..., 0] / rgb[..., 2])
+    # The brightest pixels are mostly white-ish surfaces: they show the light's colour.
+    brightest = rgb.sum(-1) >= np.percentile(rgb.sum(-1), 97)
     return np.concatenate([
         rgb.reshape(-1, 3).mean(0) / 255.0,
         border.mean(0) / 255.0,
         [np.log(border[:, 0] / border[:, 2]).mean(), log_rb.mean(), np.median(log_rb)],
-        np.percentile(log_rb, [10, 90]),
+        [log_rb[brightest].mean(), rgb[brightest].mean() / 255.0],
     ])
 
 
 def radiograph_features(path):
     gray = np.asarray(Image.open(path).convert("L"), dtype=np.float64) / 255.0
     size = gray.shape[0]
-    # Lung fields are the dark areas inside the body; look for bright spots there.
+    rows = lambda a, b: slice(int(a * size), int(b * size))
+    # Lung fields are the dark areas inside the body; measure against them.
     lungs = box_blur(gray, 3) < np.percentile(gray, 55)
-    spot = (box_blur(gray, 1) - box_blur(gray, 4))[lungs]
-    haze = box_blur(gray, 3)[lungs] - np.median(gray[lungs])  # diffuse opacities
-    thirds = [slice(0, size // 3), slice(size // 3, 2 * size // 3), slice(2 * size // 3, size)]
-    zones = [gray[r, c].mean() for r in thirds for c in thirds]
-    heart_rows = gray[int(0.55 * size) : int(0.68 * size)]
-    bases = gray[int(0.58 * size) : int(0.74 * size)]
-    left, right = bases[:, int(0.18 * size) : int(0.4 * size)], bases[:, int(0.6 * size) : int(0.82 * size)]
+    lung_level = np.median(gray[lungs])
+    spot = (box_blur(gray, 1) - box_blur(gray, 4))[lungs]  # small bright blobs
+    haze = box_blur(gray, 3)[lungs] - lung_level  # diffuse opacities
+    thirds = [rows(0, 1 / 3), rows(1 / 3, 2 / 3), rows(2 / 3, 1)]
+    zones = [gray[r, c].mean() - lung_level for r in thirds for c in thirds]
+    # Heart width: bright pixels across the lower middle, by row.
+    heart = gray[rows(0.58, 0.66), rows(0.2, 0.8)]
+    centre = heart[:, heart.shape[1] // 2 - 1 : heart.shape[1] // 2 + 1].mean(1, keepdims=True)
+    heart_width = np.mean(heart > (centre + lung_level) / 2)
+    # Fluid at the lateral lung bases.
+    bases = [gray[rows(0.6, 0.76), rows(0.14, 0.32)], gray[rows(0.6, 0.76), rows(0.68, 0.86)]]
+    base_levels = sorted(b.mean() - lung_level for b in bases)
     return np.array(zones + [
         spot.max(), np.percentile(spot, 99), spot.std(), haze.max(), np.percentile(haze, 97),
-        np.mean(heart_rows > gray.mean() + 0.08), gray.mean(),
-        left.mean(), right.mean(), max(left.mean(), right.mean()) - min(left.mean(), right.mean()),
+        heart_width, *base_levels,
     ])
 
 
@@ -209,13 +220,15 @@ def cross_val_predict(features, targets, num_classes, folds=4):
     return predictions
 
 
-def accuracy(features, labels, classes):
+def balanced_accuracy(features, labels, classes):
+    """Mean per-class recall, out of fold: 1 / len(classes) by chance."""
     targets = np.array([classes.index(label) for label in labels])
-    return float(np.mean(cross_val_predict(features, targets, len(classes)) == targets))
+    predictions = cross_val_predict(features, targets, len(classes))
+    return float(np.mean([np.mean(predictions[targets == c] == c) for c in range(len(classes))]))
 
 
 def subset_accuracy(features, label_sets, classes):
-    """Multi-label exact match, one binary classifier per class."""
+    """Multi-label exact match, out of fold, one binary classifier per class."""
     correct = np.ones(len(label_sets), dtype=bool)
     for name in classes:
         targets = np.array([name in labels for labels in label_sets], dtype=int)
@@ -223,12 +236,23 @@ def subset_accuracy(features, label_sets, classes):
     return float(correct.mean())
 
 
+def label_shares(rows, app):
+    labels = [row["label"] for row in rows]
+    return {label: labels.count(label) / len(labels) for label in demo.DEMO_APPS[app].labels}
+
+
+def label_sets(rows, column):
+    return [frozenset(row[column].split("|")) - {""} for row in rows]
+
+
 def modality_features(app, manifest):
     """Dict of modality column -> feature matrix, and the rows."""
     _, rows = read_manifest(manifest)
     folder = manifest.parent
     spec = demo.DEMO_APPS[app]
-    extract_image = {"sentiment": photo_features, "medical": radiograph_features, "inspection": part_features}[app]
+    extract_image = {
+        "sentiment": photo_features, "medical": radiograph_features, "inspection": part_features
+    }[app]
     features = {}
     for column, kind in spec.columns.items():
         if kind == "text":
@@ -241,3 +265,169 @@ def modality_features(app, manifest):
     if spec.columns_of_kind("sensor"):
         features["sensors"] = sensor_features(rows)
     return features, rows
+
+
+# === Tests ===
+
+
+@pytest.mark.parametrize("app", sorted(demo.DEMO_APPS))
+def test_generate_writes_manifest_and_decodable_files(tmp_path, app):
+    manifest = demo.generate(app, tmp_path / app, num_examples=6, seed=1, image_size=40)
+    assert manifest == tmp_path / app / "manifest.csv"
+    header, rows = read_manifest(manifest)
+    spec = demo.DEMO_APPS[app]
+    assert header == list(spec.columns) == list(demo.APP_COLUMNS[app])
+    assert len(rows) == 6
+    for row in rows:
+        for column, kind in spec.columns.items():
+            value = row[column]
+            if kind == "image":
+                assert not pathlib.PurePath(value).is_absolute() and value.startswith("images/")
+                with Image.open(manifest.parent / value) as image:
+                    image.load()
+                    assert image.size == (40, 40)
+                    assert image.mode == ("L" if app == "medical" else "RGB")
+                    assert image.format == ("JPEG" if app == "inspection" else "PNG")
+            elif kind == "audio":
+                assert value.startswith("audio/")
+                params, samples = read_wav(manifest.parent / value)
+                assert params == (1, 2, demo.SAMPLE_RATE)
+                assert len(samples) == int(demo.SAMPLE_RATE * demo.AUDIO_SECONDS)
+                assert 0.01 < np.sqrt(np.mean(samples**2)) < 0.5
+            elif kind == "text":
+                assert len(value.split()) >= 4
+            elif kind == "sensor":
+                assert value == "" or np.isfinite(float(value))
+        if spec.multi_label:
+            assert label_sets([row], spec.label_column)[0] <= set(spec.labels)
+        else:
+            assert row[spec.label_column] in spec.labels
+    assert not list((tmp_path / app).rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("app", sorted(demo.DEMO_APPS))
+def test_same_seed_gives_identical_bytes_and_other_seeds_differ(tmp_path, app):
+    first = demo.generate(app, tmp_path / "a", num_examples=5, seed=3).parent
+    again = demo.generate(app, tmp_path / "b", num_examples=5, seed=3).parent
+    other = demo.generate(app, tmp_path / "c", num_examples=5, seed=4).parent
+    assert folder_digest(first) == folder_digest(again)
+    assert folder_digest(first) != folder_digest(other)
+    assert read_manifest(first / "manifest.csv") != read_manifest(other / "manifest.csv")
+    image = next((first / "images").iterdir()).name
+    assert (first / "images" / image).read_bytes() != (other / "images" / image).read_bytes()
+
+
+def test_more_examples_extend_fewer(tmp_path):
+    small = demo.generate("inspection", tmp_path / "small", num_examples=3, seed=2)
+    large = demo.generate("inspection", tmp_path / "large", num_examples=5, seed=2)
+    assert read_manifest(large)[1][:3] == read_manifest(small)[1]
+    last_small = (tmp_path / "small/audio/00002.wav").read_bytes()
+    assert (tmp_path / "large/audio/00002.wav").read_bytes() == last_small
+
+
+def test_interrupted_run_leaves_no_manifest(tmp_path, monkeypatch):
+    out_dir = tmp_path / "sentiment"
+    demo.generate("sentiment", out_dir, num_examples=3, seed=0)
+    calls = []
+
+    def failing_write_wav(path, samples, sample_rate=demo.SAMPLE_RATE):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(demo, "_write_wav", failing_write_wav)
+    with pytest.raises(KeyboardInterrupt):
+        demo.generate("sentiment", out_dir, num_examples=3, seed=5)
+    # The old manifest would describe files the crashed run half replaced.
+    assert not (out_dir / "manifest.csv").exists()
+    monkeypatch.undo()
+    manifest = demo.generate("sentiment", out_dir, num_examples=3, seed=5)
+    assert all((out_dir / row["voice"]).exists() for row in read_manifest(manifest)[1])
+
+
+def test_per_app_functions_match_generate(tmp_path):
+    for name, function in [
+        ("sentiment", demo.generate_sentiment),
+        ("medical", demo.generate_medical),
+        ("inspection", demo.generate_inspection),
+    ]:
+        direct = function(tmp_path / name / "direct", num_examples=2, seed=9, image_size=32)
+        general = demo.generate(name, tmp_path / name / "general", num_examples=2, seed=9, image_size=32)
+        assert folder_digest(direct.parent) == folder_digest(general.parent)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"app": "vision"}, "app='vision'"),
+        ({"num_examples": 0}, "num_examples=0"),
+        ({"seed": -1}, "seed=-1"),
+        ({"image_size": 8}, "image_size=8"),
+    ],
+)
+def test_invalid_arguments_name_what_was_received(tmp_path, kwargs, message):
+    arguments = {"app": "sentiment", "out_dir": tmp_path, "num_examples": 2, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        demo.generate(**arguments)
+    assert not (tmp_path / "manifest.csv").exists()
+
+
+def test_label_balance(signal_sets):
+    _, rows = read_manifest(signal_sets["sentiment"])
+    shares = label_shares(rows, "sentiment")
+    assert 0.15 < shares["neutral"] < 0.35
+    assert 0.28 < shares["negative"] < 0.48 and 0.28 < shares["positive"] < 0.48
+
+    _, rows = read_manifest(signal_sets["inspection"])
+    shares = label_shares(rows, "inspection")
+    assert 0.47 < shares["ok"] < 0.63
+    assert all(0.08 < shares[d] < 0.24 for d in ("scratch", "dent", "contamination"))
+
+    _, rows = read_manifest(signal_sets["medical"])
+    sets = label_sets(rows, "findings")
+    for finding in demo.DEMO_APPS["medical"].labels:
+        assert 0.12 < np.mean([finding in s for s in sets]) < 0.42
+    assert 0.2 < np.mean([not s for s in sets]) < 0.45
+    assert np.mean([len(s) >= 2 for s in sets]) > 0.1
+
+
+def test_sensor_cells_are_sometimes_missing(signal_sets):
+    _, rows = read_manifest(signal_sets["inspection"])
+    cells = [r[n] for r in rows for n in demo.DEMO_APPS["inspection"].columns_of_kind("sensor")]
+    assert 0.01 < np.mean([c == "" for c in cells]) < 0.06
+    temperatures = [float(r["temperature"]) for r in rows if r["temperature"]]
+    assert 35 < np.mean(temperatures) < 70
+
+
+def test_texts_look_like_their_domain(signal_sets):
+    _, reviews = read_manifest(signal_sets["sentiment"])
+    reviews = [r["review"].lower() for r in reviews]
+    assert np.mean([any(w in re.findall(r"[a-z]+", r) for w in POSITIVE + NEGATIVE) for r in reviews]) > 0.6
+    assert any(" not " in f" {r}" for r in reviews)
+    assert len(set(reviews)) > 0.9 * len(reviews)
+    _, notes = read_manifest(signal_sets["medical"])
+    notes = [r["note"].lower() for r in notes]
+    assert all("year-old" in n for n in notes)
+    assert np.mean([bool(NEGATION.search(n)) for n in notes]) > 0.3
+
+
+@pytest.mark.parametrize("app", sorted(demo.DEMO_APPS))
+def test_each_modality_carries_part_of_the_signal(signal_sets, app):
+    features, rows = modality_features(app, signal_sets[app])
+    spec = demo.DEMO_APPS[app]
+    if spec.multi_label:
+        sets = label_sets(rows, spec.label_column)
+        score = lambda x: subset_accuracy(x, sets, list(spec.labels))
+        # Always answering the most common set of findings.
+        chance = max(sets.count(s) for s in set(sets)) / len(sets)
+    else:
+        labels = [r[spec.label_column] for r in rows]
+        score = lambda x: balanced_accuracy(x, labels, list(spec.labels))
+        chance = 1.0 / len(spec.labels)
+    single = {name: score(x) for name, x in features.items()}
+    fused = score(np.concatenate(list(features.values()), axis=1))
+    assert len(single) == {"sentiment": 3, "medical": 2, "inspection": 3}[app]
+    for name, value in single.items():
+        assert value > chance + 0.1, (name, value, chance)
+        assert value < fused - 0.1, (name, value, fused)
+    assert fused > 0.75, (fused, single)

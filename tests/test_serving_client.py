@@ -30,7 +30,7 @@ def models(tmp_path_factory):
     write_test_savedmodel(base / "sensor" / "1", seed=3, kind="sensor")
     config = base / "models.config"
     config.write_text(
-        'model_config_list { '
+        "model_config_list { "
         'config { name: "tiny" base_path: "tiny" model_platform: "tensorflow" '
         "model_version_policy { all {} } "
         'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } } '
@@ -41,8 +41,9 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models):
-    with DevServer(models, model_config_file=models / "models.config", rest_port=0,
-                   grpc_port=0, poll_seconds=0) as running:
+    with DevServer(
+        models, model_config_file=models / "models.config", rest_port=0, grpc_port=0, poll_seconds=0
+    ) as running:
         yield running
 
 
@@ -70,13 +71,17 @@ def _examples(image_file):
 
 def test_rest_and_grpc_match_in_process(clients, models, image_file):
     examples = _examples(image_file)
-    reference = [{**e, "image": png_bytes(210) if i == 0 else e["image"]} for i, e in enumerate(examples)]
+    reference = [
+        {**e, "image": png_bytes(210) if i == 0 else e["image"]} for i, e in enumerate(examples)
+    ]
     expected = local_predict(models / "tiny" / "2", reference)
     rest = clients["rest"].predict(examples)
     grpc_results = clients["grpc"].predict(examples)
     assert rest == grpc_results
     assert len(rest) == 2 and set(rest[0]) == {"probabilities", "classes", "scores"}
-    np.testing.assert_allclose([r["probabilities"] for r in rest], expected["probabilities"], rtol=1e-6)
+    np.testing.assert_allclose(
+        [r["probabilities"] for r in rest], expected["probabilities"], rtol=1e-6
+    )
     assert [r["classes"] for r in rest] == [c.decode() for c in expected["classes"]]
     assert all(isinstance(r["scores"], float) and r["classes"] in LABELS for r in rest)
 
@@ -116,7 +121,8 @@ def test_metadata_and_status_are_the_same_over_both_protocols(clients):
     status = clients["rest"].status()
     assert status == clients["grpc"].status()
     assert [(s["version"], s["state"]) for s in status["model_version_status"]] == [
-        ("2", "AVAILABLE"), ("1", "AVAILABLE")
+        ("2", "AVAILABLE"),
+        ("1", "AVAILABLE"),
     ]
 
 
@@ -126,7 +132,10 @@ def test_server_errors_raise_with_the_server_message(server, clients, image_file
         with pytest.raises(ServingError, match="Unknown image file format") as error:
             clients[protocol].predict(bad)
         assert error.value.code == code
-    for protocol, target, code in [("rest", server.rest_url, 404), ("grpc", server.grpc_target, "NOT_FOUND")]:
+    for protocol, target, code in [
+        ("rest", server.rest_url, 404),
+        ("grpc", server.grpc_target, "NOT_FOUND"),
+    ]:
         with Client(target, "nope", protocol=protocol) as client:
             with pytest.raises(ServingError, match="Servable not found") as error:
                 client.predict(_examples(image_file)[0])
@@ -160,7 +169,9 @@ def test_parse_input_arg():
 
 def test_main_prints_json_and_reports_errors(server, image_file, capsys):
     args = [f"image=@{image_file}", "review=works great", "readings=[0.5, -1.0, 2.0]"]
-    code = client_module.main(["--server", server.rest_url, "--model", "tiny", "--label", "stable"] + args)
+    code = client_module.main(
+        ["--server", server.rest_url, "--model", "tiny", "--label", "stable"] + args
+    )
     rest_output = json.loads(capsys.readouterr().out)
     assert code == 0
     code = client_module.main(

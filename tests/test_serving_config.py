@@ -54,7 +54,11 @@ def test_models_config_parses_back_with_text_format(tmp_path):
     parsed = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
     assert parsed == read_model_config(path)
     shop, sensor, every = parsed.model_config_list.config
-    assert (shop.name, shop.base_path, shop.model_platform) == ("shop", "/models/shop", "tensorflow")
+    assert (shop.name, shop.base_path, shop.model_platform) == (
+        "shop",
+        "/models/shop",
+        "tensorflow",
+    )
     assert list(shop.model_version_policy.specific.versions) == [1, 2]
     assert dict(shop.version_labels) == {"stable": 1, "canary": 2}
     assert sensor.model_version_policy.latest.num_versions == 2
@@ -86,7 +90,9 @@ def test_batching_parameters_round_trip(tmp_path):
     assert params.num_batch_threads.value == 4
     assert list(params.allowed_batch_sizes) == [4, 8, 16]
     with pytest.raises(ValueError, match="end at max_batch_size"):
-        write_batching_parameters(tmp_path / "bad.txt", max_batch_size=16, allowed_batch_sizes=[4, 8])
+        write_batching_parameters(
+            tmp_path / "bad.txt", max_batch_size=16, allowed_batch_sizes=[4, 8]
+        )
 
 
 def test_example_requests_are_answered_by_the_server(tmp_path, export_root):
@@ -101,24 +107,36 @@ def test_example_requests_are_answered_by_the_server(tmp_path, export_root):
     assert placeholders == {"readings": [0.0, 0.0, 0.0]}
     sensor_request = write_example_request(tmp_path / "sensor.request.json", placeholders)
     with DevServer(export_root, rest_port=0, grpc_port=None, poll_seconds=0) as server:
-        status, answer = http("POST", f"{server.rest_url}/v1/models/tiny:predict",
-                              raw=request.read_bytes())
+        status, answer = http(
+            "POST", f"{server.rest_url}/v1/models/tiny:predict", raw=request.read_bytes()
+        )
         assert status == 200, answer
-        expected = local_predict(export_root / "tiny" / "2",
-                                 [{"image": png_bytes(99), "review": "nice", "readings": [1.0, 2.0, 3.0]}])
-        np.testing.assert_allclose(answer["predictions"][0]["probabilities"], expected["probabilities"][0], rtol=1e-6)
-        status, answer = http("POST", f"{server.rest_url}/v1/models/sensor:predict",
-                              raw=sensor_request.read_bytes())
+        expected = local_predict(
+            export_root / "tiny" / "2",
+            [{"image": png_bytes(99), "review": "nice", "readings": [1.0, 2.0, 3.0]}],
+        )
+        np.testing.assert_allclose(
+            answer["predictions"][0]["probabilities"], expected["probabilities"][0], rtol=1e-6
+        )
+        status, answer = http(
+            "POST", f"{server.rest_url}/v1/models/sensor:predict", raw=sensor_request.read_bytes()
+        )
         assert status == 200 and np.allclose(answer["predictions"], [[0.5, 0.5]])
 
 
 def test_command_lines_have_tf_serving_flags(tmp_path):
-    command = model_server_command("/cfg/models.config", batching_parameters_file="/cfg/b.txt",
-                                   rest_port=9501, grpc_port=9500)
+    command = model_server_command(
+        "/cfg/models.config", batching_parameters_file="/cfg/b.txt", rest_port=9501, grpc_port=9500
+    )
     assert command[0] == "tensorflow_model_server"
-    for flag in ["--port=9500", "--rest_api_port=9501", "--model_config_file=/cfg/models.config",
-                 "--enable_batching=true", "--batching_parameters_file=/cfg/b.txt",
-                 "--model_config_file_poll_wait_seconds=60"]:
+    for flag in [
+        "--port=9500",
+        "--rest_api_port=9501",
+        "--model_config_file=/cfg/models.config",
+        "--enable_batching=true",
+        "--batching_parameters_file=/cfg/b.txt",
+        "--model_config_file_poll_wait_seconds=60",
+    ]:
         assert flag in command
     assert not any("batching" in flag for flag in model_server_command("/cfg/models.config"))
     docker = docker_command(tmp_path / "exports", tmp_path / "cfg", rest_port=9501)
@@ -132,8 +150,17 @@ def test_command_lines_have_tf_serving_flags(tmp_path):
 
 def test_serving_config_main_writes_files_the_dev_server_uses(tmp_path, export_root, capsys):
     out = tmp_path / "serving"
-    code = config_module.main([str(export_root), "--out", str(out),
-                               "--label", "tiny:stable=1", "--label", "tiny:canary=2"])
+    code = config_module.main(
+        [
+            str(export_root),
+            "--out",
+            str(out),
+            "--label",
+            "tiny:stable=1",
+            "--label",
+            "tiny:canary=2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "docker run" in printed and "--model_config_file=/config/models.config" in printed
@@ -149,16 +176,29 @@ def test_serving_config_main_writes_files_the_dev_server_uses(tmp_path, export_r
     assert tiny_request["instances"][0]["review"] == "warm up"
     assert "b64" in tiny_request["instances"][0]["image"]
 
-    with DevServer(export_root, model_config_file=out / "models.config", rest_port=0,
-                   grpc_port=None, poll_seconds=0) as server:
+    with DevServer(
+        export_root,
+        model_config_file=out / "models.config",
+        rest_port=0,
+        grpc_port=None,
+        poll_seconds=0,
+    ) as server:
         for name, path in [("tiny/labels/canary", "tiny"), ("sensor", "sensor")]:
-            status, answer = http("POST", f"{server.rest_url}/v1/models/{name}:predict",
-                                  raw=(out / f"{path}.request.json").read_bytes())
+            status, answer = http(
+                "POST",
+                f"{server.rest_url}/v1/models/{name}:predict",
+                raw=(out / f"{path}.request.json").read_bytes(),
+            )
             assert status == 200, answer
         expected = local_predict(export_root / "tiny" / "2", [example(70, review="warm up")])
-        status, answer = http("POST", f"{server.rest_url}/v1/models/tiny/labels/canary:predict",
-                              raw=(out / "tiny.request.json").read_bytes())
-        np.testing.assert_allclose(answer["predictions"][0]["probabilities"], expected["probabilities"][0], rtol=1e-6)
+        status, answer = http(
+            "POST",
+            f"{server.rest_url}/v1/models/tiny/labels/canary:predict",
+            raw=(out / "tiny.request.json").read_bytes(),
+        )
+        np.testing.assert_allclose(
+            answer["predictions"][0]["probabilities"], expected["probabilities"][0], rtol=1e-6
+        )
 
 
 def test_serving_config_main_rejects_unknown_models(tmp_path, export_root, capsys):

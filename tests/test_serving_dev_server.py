@@ -7,7 +7,6 @@ are shared with the client and config tests.
 """
 
 import json
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -174,7 +173,11 @@ def test_status_has_tf_serving_shape(server):
     assert status == 200
     assert answer == {
         "model_version_status": [
-            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
         ]
     }
     status, answer = http("GET", f"{server.rest_url}/v1/models/tiny/versions/1")
@@ -207,7 +210,9 @@ def test_rest_row_form_matches_in_process(server, models):
     expected = local_predict(models / "tiny" / "1", examples)
     rows = answer["predictions"]
     assert len(rows) == 2
-    np.testing.assert_allclose([r["probabilities"] for r in rows], expected["probabilities"], rtol=1e-6)
+    np.testing.assert_allclose(
+        [r["probabilities"] for r in rows], expected["probabilities"], rtol=1e-6
+    )
     np.testing.assert_allclose([r["scores"] for r in rows], expected["scores"], rtol=1e-6)
     assert [r["classes"] for r in rows] == [c.decode() for c in expected["classes"]]
 
@@ -262,12 +267,18 @@ def test_grpc_predict_metadata_and_status(server, models, grpc_stubs):
     filtered = prediction.Predict(request, timeout=30)
     assert set(filtered.outputs) == {"classes"}
 
-    metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(
+        metadata_field=["signature_def"]
+    )
     metadata_request.model_spec.name = "tiny"
     metadata = prediction.GetModelMetadata(metadata_request, timeout=30)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     metadata.metadata["signature_def"].Unpack(signature_map)
-    assert set(signature_map.signature_def["serving_default"].inputs) == {"image", "review", "readings"}
+    assert set(signature_map.signature_def["serving_default"].inputs) == {
+        "image",
+        "review",
+        "readings",
+    }
 
     status_request = get_model_status_pb2.GetModelStatusRequest()
     status_request.model_spec.name = "tiny"
@@ -289,15 +300,51 @@ def _row(**changes):
 MALFORMED = [
     ("bad base64", "tiny:predict", _row(image={"b64": "%%%not base64"}), 400, "base64"),
     ("wrong input name", "tiny:predict", _row(photo="x"), 400, "does not have named input: photo"),
-    ("wrong dtype", "tiny:predict", _row(readings=["a", "b", "c"]), 400, "is not of expected type: float32"),
-    ("undecodable image", "tiny:predict", _row(image=b64(b"not an image")), 400, "Unknown image file format"),
+    (
+        "wrong dtype",
+        "tiny:predict",
+        _row(readings=["a", "b", "c"]),
+        400,
+        "is not of expected type: float32",
+    ),
+    (
+        "undecodable image",
+        "tiny:predict",
+        _row(image=b64(b"not an image")),
+        400,
+        "Unknown image file format",
+    ),
     ("wrong shape", "tiny:predict", _row(readings=[1.0, 2.0]), 400, "expects shape [-1,3]"),
-    ("missing input", "tiny:predict", {"inputs": {"image": [], "review": []}}, 400, "Missing named input: readings"),
-    ("no instances", "tiny:predict", {"signature_name": "serving_default"}, 400, "Missing 'inputs' or 'instances'"),
-    ("unknown signature", "tiny:predict", {**_row(), "signature_name": "nope"}, 400, '"nope" not found'),
+    (
+        "missing input",
+        "tiny:predict",
+        {"inputs": {"image": [], "review": []}},
+        400,
+        "Missing named input: readings",
+    ),
+    (
+        "no instances",
+        "tiny:predict",
+        {"signature_name": "serving_default"},
+        400,
+        "Missing 'inputs' or 'instances'",
+    ),
+    (
+        "unknown signature",
+        "tiny:predict",
+        {**_row(), "signature_name": "nope"},
+        400,
+        '"nope" not found',
+    ),
     ("unknown model", "nope:predict", _row(), 404, "Servable not found for request: Latest(nope)"),
     ("unknown version", "tiny/versions/7:predict", _row(), 404, "Specific(tiny, 7)"),
-    ("unknown label", "tiny/labels/canary:predict", _row(), 400, "Unrecognized servable version label: canary"),
+    (
+        "unknown label",
+        "tiny/labels/canary:predict",
+        _row(),
+        400,
+        "Unrecognized servable version label: canary",
+    ),
 ]
 
 
@@ -350,7 +397,9 @@ def _status_versions(server, name):
 
 def _rest_probabilities(server, path, examples):
     instances = [{**e, "image": b64(e["image"])} for e in examples]
-    status, answer = http("POST", f"{server.rest_url}/v1/models/{path}:predict", {"instances": instances})
+    status, answer = http(
+        "POST", f"{server.rest_url}/v1/models/{path}:predict", {"instances": instances}
+    )
     assert status == 200, answer
     return np.array([row["probabilities"] for row in answer["predictions"]])
 
@@ -372,7 +421,9 @@ def test_new_version_is_picked_up_and_temporary_folders_ignored(tmp_path):
         assert set(_status_versions(server, "live")) == {1, 2}
         examples = [example(60)]
         expected = local_predict(tmp_path / "live" / "2", examples)["probabilities"]
-        np.testing.assert_allclose(_rest_probabilities(server, "live", examples), expected, rtol=1e-6)
+        np.testing.assert_allclose(
+            _rest_probabilities(server, "live", examples), expected, rtol=1e-6
+        )
 
 
 def test_labels_route_to_versions_and_follow_config_changes(tmp_path):
@@ -393,15 +444,23 @@ def test_labels_route_to_versions_and_follow_config_changes(tmp_path):
     write_config(stable=1, canary=2)
     examples = [example(150)]
     expected = {
-        v: local_predict(tmp_path / "models" / "shop" / str(v), examples)["probabilities"] for v in (1, 2)
+        v: local_predict(tmp_path / "models" / "shop" / str(v), examples)["probabilities"]
+        for v in (1, 2)
     }
     # "/models/shop" does not exist here: it is found under the base folder.
-    with DevServer(tmp_path / "models", model_config_file=config, rest_port=0, grpc_port=0,
-                   poll_seconds=0) as server:
+    with DevServer(
+        tmp_path / "models", model_config_file=config, rest_port=0, grpc_port=0, poll_seconds=0
+    ) as server:
         assert _status_versions(server, "shop") == {2: "AVAILABLE", 1: "AVAILABLE"}
-        np.testing.assert_allclose(_rest_probabilities(server, "shop/labels/stable", examples), expected[1], rtol=1e-6)
-        np.testing.assert_allclose(_rest_probabilities(server, "shop/labels/canary", examples), expected[2], rtol=1e-6)
-        np.testing.assert_allclose(_rest_probabilities(server, "shop", examples), expected[2], rtol=1e-6)
+        np.testing.assert_allclose(
+            _rest_probabilities(server, "shop/labels/stable", examples), expected[1], rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            _rest_probabilities(server, "shop/labels/canary", examples), expected[2], rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            _rest_probabilities(server, "shop", examples), expected[2], rtol=1e-6
+        )
 
         channel = grpc.insecure_channel(server.grpc_target)
         request = predict_pb2.PredictRequest()
@@ -409,13 +468,17 @@ def test_labels_route_to_versions_and_follow_config_changes(tmp_path):
         request.model_spec.version_label = "stable"
         for name in ("image", "review", "readings"):
             request.inputs[name].CopyFrom(tf.make_tensor_proto([examples[0][name]]))
-        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=30
+        )
         channel.close()
         assert response.model_spec.version.value == 1
 
         write_config(stable=2, canary=2)
         server.refresh()
-        np.testing.assert_allclose(_rest_probabilities(server, "shop/labels/stable", examples), expected[2], rtol=1e-6)
+        np.testing.assert_allclose(
+            _rest_probabilities(server, "shop/labels/stable", examples), expected[2], rtol=1e-6
+        )
 
 
 def test_warmup_file_parses_and_its_requests_are_answered(tmp_path):
@@ -442,5 +505,7 @@ def test_warmup_file_parses_and_its_requests_are_answered(tmp_path):
             request.model_spec.version.value = 1
             response = stub.Predict(request, timeout=30)
             expected = local_predict(version_dir, sent)["probabilities"]
-            np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, rtol=1e-6)
+            np.testing.assert_allclose(
+                tf.make_ndarray(response.outputs["probabilities"]), expected, rtol=1e-6
+            )
         channel.close()

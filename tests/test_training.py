@@ -150,6 +150,7 @@ def test_label_smoothing_loss_matches_categorical_and_survives_save(tmp_path):
         float(keras.losses.SparseCategoricalCrossentropy()(y_true, y_pred)), rel=1e-3)
 
     model = training.compile_model(worker.make_model(), label_smoothing=0.2)
+    model.optimizer.build(model.trainable_variables)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert loaded.loss.label_smoothing == pytest.approx(0.2)
@@ -237,6 +238,23 @@ def test_callbacks_layout_and_hparams(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             plugins.update(v.metadata.plugin_data.plugin_name for v in event.summary.value)
     assert {"hparams", "scalars"} <= plugins
+
+
+@pytest.mark.parametrize("resuming", [True, False])
+def test_best_checkpoint_keeps_record_of_interrupted_run(tmp_path, resuming):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "best.keras").write_text("best model of the interrupted run")
+    (checkpoints / "best.json").write_text(
+        json.dumps({"monitor": "val_loss", "value": 1e-9, "epoch": 1}))
+    if resuming:  # what BackupAndRestore leaves behind when a run dies
+        (tmp_path / "backup").mkdir()
+        (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 0, "batch": 0}')
+    model = training.compile_model(worker.make_model())
+    training.fit(model, one_batch(), one_batch(), epochs=1, out_dir=tmp_path, verbose=0,
+                 tensorboard=False)
+    kept = (checkpoints / "best.keras").read_bytes() == b"best model of the interrupted run"
+    assert kept == resuming  # a fresh run in the same directory starts a new record
 
 
 def test_with_labels_for_passes_through_single_output():
@@ -343,15 +361,21 @@ def test_multi_worker_strategy_two_local_workers(tmp_path):
 class FirstEpochProbe(keras.callbacks.Callback):
     """What the model looks like when the (resumed) run starts its first epoch."""
 
-    def __init__(self):
+    def __init__(self, backup_dir):
         super().__init__()
-        self.first_epoch = None
+        self.backup_dir = backup_dir
+        self.first_epoch = self.metadata_after_batch_1 = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.first_epoch is None:
             self.first_epoch = epoch
             self.iterations = int(self.model.optimizer.iterations.numpy())
             self.weights = self.model.get_weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        metadata = self.backup_dir / "training_metadata.json"
+        if batch == 1 and self.metadata_after_batch_1 is None and metadata.exists():
+            self.metadata_after_batch_1 = json.loads(metadata.read_text())
 
 
 @pytest.mark.parametrize("backup_steps, restored_iterations", [(None, 8), (2, 10)])
@@ -369,7 +393,7 @@ def test_killed_run_resumes_from_backup(tmp_path, backup_steps, restored_iterati
     restored_state = [record[f"state_{restored_iterations}_{i}"] for i in range(4)]
     model = training.compile_model(worker.make_model(), optimizer="adam")
     fresh_weights = model.get_weights()
-    probe = FirstEpochProbe()
+    probe = FirstEpochProbe(out_dir / "backup")
     run_callbacks = training.callbacks(out_dir, patience=None, tensorboard=False,
                                        backup_every_steps=backup_steps) + [probe]
     history = training.fit(model, worker.make_dataset(), worker.make_dataset(seed=2), epochs=4,
@@ -381,6 +405,8 @@ def test_killed_run_resumes_from_backup(tmp_path, backup_steps, restored_iterati
     assert changed(fresh_weights, probe.weights)  # not from scratch
     for restored, expected in zip(probe.weights, restored_state):
         np.testing.assert_allclose(restored, expected, rtol=1e-6, atol=1e-7)
+    if backup_steps:  # a step backup after the resume records the resumed epoch
+        assert probe.metadata_after_batch_1["epoch"] == 1
     assert not (out_dir / "backup").exists()
 
     # The best checkpoint is the best over both runs, and it loads.

@@ -6,8 +6,10 @@ CSV manifest, deterministically from a seed, with numpy and Pillow only.
 The label-generating processes are built so that fusion matters: every example
 has a hidden cue per modality, and the label needs cues from several
 modalities. Label-independent nuisance (lighting, speaker pitch, patient
-position, machine load, ...) varies on top. On this data each modality alone
-reaches roughly 55-75% of what all modalities together reach (over 90%).
+position, machine load, ...) varies on top. A model that reads every
+modality's cue can reach over 90% accuracy (exact match for "medical"); the
+best use of one modality alone reaches about 55-75% of that (sentiment 59%,
+medical 69% radiograph / 58% note, inspection about 71% each, on average).
 
 - "sentiment": text, photo and voice each carry a cue in {-1, 0, +1}; the label
   is the sign of their sum (negative / neutral / positive).
@@ -52,6 +54,10 @@ class DemoApp:
         labels: class names, in the order a model's head should use.
         multi_label: whether the label column is a "|"-separated subset of
             `labels` (possibly empty) instead of one class.
+
+    Example:
+    >>> DEMO_APPS["inspection"].columns_of_kind("sensor")
+    ['temperature', 'vibration_rms', 'current']
     """
 
     name: str
@@ -414,7 +420,7 @@ def _sentiment_example(rng, index, out_dir, image_size):
 # Prevalence of each finding, independently.
 _FINDING_PREVALENCE = {"effusion": 0.25, "nodule": 0.2, "cardiomegaly": 0.25, "pneumonia": 0.3}
 # Probability that a present finding is clearly visible on the radiograph.
-_FINDING_VISIBLE = {"effusion": 0.6, "nodule": 0.75, "cardiomegaly": 1.0, "pneumonia": 0.4}
+_FINDING_VISIBLE = {"effusion": 0.55, "nodule": 0.7, "cardiomegaly": 1.0, "pneumonia": 0.4}
 # Probability that the note mentions a finding's cue: (when not visible on the
 # image, when visible, when absent). Notes mostly describe what the image
 # misses, as a clinician adds what was found by exam or earlier CT.
@@ -543,7 +549,7 @@ def _radiograph(rng, findings, visible, size):
     if "pneumonia" in findings:
         # Patchy consolidation: a diffuse cluster of soft blobs in a lower zone.
         side_x = sides[int(rng.integers(2))]
-        cy, cx = rng.uniform(0.45, 0.6), side_x + (0.03 if side_x > 0.5 else -0.03)
+        cy, cx = rng.uniform(0.45, 0.6), side_x + (0.04 if side_x > 0.5 else -0.04)
         patches = sum(
             rng.uniform(0.5, 1.0)
             * _gaussian(y, x, cy + rng.normal(0, 0.06), cx + rng.normal(0, 0.04), rng.uniform(0.03, 0.05))
@@ -720,10 +726,18 @@ _EXAMPLE_MAKERS = {
 }
 
 
+def _check_integer(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(
+            f"Expected {name} to be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+
+
 def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     """Writes a demo data set for one application template.
 
-    Files go to `out_dir/images/` and `out_dir/audio/`; the manifest
+    Files go to `out_dir/images/` (PNG; grayscale for "medical", JPEG for
+    "inspection") and `out_dir/audio/` (16 kHz mono 16-bit WAV); the manifest
     `out_dir/manifest.csv` (header row, one row per example, paths relative to
     `out_dir`) is written last, so an interrupted run never leaves a manifest
     that lists missing files. Example `i` depends only on `(app, seed, i)`,
@@ -747,13 +761,12 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     (3, ['current', 'label'])
     """
     if app not in _EXAMPLE_MAKERS:
-        raise ValueError(f"Expected app to be one of {sorted(_EXAMPLE_MAKERS)}. Received: app={app!r}")
-    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or num_examples < 1:
-        raise ValueError(f"Expected num_examples to be a positive integer. Received: num_examples={num_examples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected seed to be a non-negative integer. Received: seed={seed!r}")
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 16:
-        raise ValueError(f"Expected image_size to be an integer >= 16. Received: image_size={image_size!r}")
+        raise ValueError(
+            f"Expected app to be one of {sorted(_EXAMPLE_MAKERS)}. Received: app={app!r}"
+        )
+    _check_integer("num_examples", num_examples, minimum=1)
+    _check_integer("seed", seed, minimum=0)
+    _check_integer("image_size", image_size, minimum=16)
 
     out_dir = pathlib.Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)

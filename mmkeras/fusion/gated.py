@@ -4,23 +4,28 @@ import keras
 from keras import ops
 
 from mmkeras.fusion.base import FusionLayer
-from mmkeras.fusion.masking import masked_softmax, weighted_sum
+from mmkeras.fusion.masking import masked_softmax
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class GatedFusion(FusionLayer):
     """Gated Multimodal Unit generalised to V modalities.
 
-    `h_v = tanh(W_v z_v)`; gates `g = softmax(W_g [z_1, ..., z_V])` over the
-    present modalities; `z = sum_v g_v h_v`. For two modalities the softmax
-    gate is the paper's sigmoid gate `g` and `1 - g`.
+    `h_v = tanh(W_v z_v)`; gates `g = softmax_v(W_g [z_1, ..., z_V])`, one
+    gate per modality and per hidden unit, over the present modalities;
+    `z = sum_v g_v * h_v` (elementwise). For two modalities this is the
+    paper's vector sigmoid gate `g` and `1 - g`. The gates being per unit
+    matters: one scalar gate per modality makes `z` a convex combination of
+    per-modality vectors, which a linear head cannot turn into an
+    interaction between modalities (e.g. an XOR of two cues).
 
     Args:
         modality_names: names of the modalities, in order.
         hidden_dim: width of `h_v` and of the output.
 
     Returns:
-        `(fused [B, hidden_dim], gates [B, V])`.
+        `(fused [B, hidden_dim], gates [B, V])`: `gates` is each modality's
+        gate averaged over the hidden units (rows sum to 1).
 
     Example:
     >>> import numpy as np
@@ -39,7 +44,7 @@ class GatedFusion(FusionLayer):
             keras.layers.Dense(self.hidden_dim, activation="tanh", name=f"transform_{name}")
             for name in self.modality_names
         ]
-        self.gate = keras.layers.Dense(self.num_modalities, name="gate")
+        self.gate = keras.layers.Dense(self.num_modalities * self.hidden_dim, name="gate")
 
     def build(self, embeddings_shape, presence_shape=None):
         width = embeddings_shape[2]
@@ -50,8 +55,12 @@ class GatedFusion(FusionLayer):
     def call(self, embeddings, presence):
         hidden = ops.stack([t(embeddings[:, i]) for i, t in enumerate(self.transforms)], axis=1)
         flat = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
-        gates = masked_softmax(self.gate(flat), presence)
-        return weighted_sum(gates, hidden), gates
+        logits = ops.reshape(self.gate(flat), (-1, self.num_modalities, self.hidden_dim))
+        # Softmax over modalities, separately for every hidden unit.
+        logits = ops.transpose(logits, (0, 2, 1))
+        gates = masked_softmax(logits, ops.cast(presence, "float32")[:, None, :])
+        fused = ops.sum(hidden * ops.cast(ops.transpose(gates, (0, 2, 1)), hidden.dtype), axis=1)
+        return fused, ops.mean(gates, axis=1)
 
     def compute_output_spec(self, embeddings, presence):
         return (keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype),

@@ -11,8 +11,9 @@ def masked_softmax(logits, presence):
     fused vector is then built from the learned missing embeddings).
 
     Args:
-        logits: `[B, V]` scores.
-        presence: `[B, V]`, 1.0 present, 0.0 missing.
+        logits: `[B, V]` scores (or `[B, ..., V]`).
+        presence: `[B, V]` (or broadcastable to `logits`), 1.0 present,
+            0.0 missing.
     """
     logits = ops.cast(logits, "float32")
     presence = ops.cast(presence, "float32")

@@ -1,4 +1,4 @@
-"""Learned weighted sum of modality embeddings."""
+"""Learned weighted sum of modality embeddings, then an MLP."""
 
 import keras
 
@@ -8,17 +8,25 @@ from mmkeras.fusion.masking import masked_softmax, weighted_sum
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class WeightedSumFusion(FusionLayer):
-    """`z = sum_v alpha_v z_v` with `alpha = softmax(w)` over present modalities.
+    """`z = MLP(sum_v alpha_v z_v)`, `alpha = softmax(w)` over present modalities.
 
     One learned scalar per modality; missing modalities get zero weight and
-    the others are renormalised.
+    the others are renormalised. The MLP matters: without it the classifier
+    head would be linear in each modality separately (`f(x_1) + g(x_2)`),
+    which cannot learn any interaction between modalities (e.g. an XOR of
+    two cues). The projections place each modality where the MLP can tell
+    them apart, so the sum loses nothing.
+
+    Args:
+        modality_names: names of the modalities, in order.
+        hidden_dim: width of the MLP and of the output.
 
     Returns:
-        `(fused [B, D], weights [B, V])`.
+        `(fused [B, hidden_dim], weights [B, V])`.
 
     Example:
     >>> import numpy as np
-    >>> fusion = WeightedSumFusion(["image", "text"])
+    >>> fusion = WeightedSumFusion(["image", "text"], hidden_dim=8)
     >>> fused, weights = fusion(np.ones((1, 2, 4), "float32"), np.array([[1.0, 0.0]], "float32"))
     >>> weights.numpy().tolist()
     [[1.0, 0.0]]
@@ -26,16 +34,25 @@ class WeightedSumFusion(FusionLayer):
 
     has_modality_weights = True
 
+    def __init__(self, modality_names, hidden_dim=256, **kwargs):
+        super().__init__(modality_names, **kwargs)
+        self.hidden_dim = int(hidden_dim)
+        self.dense = keras.layers.Dense(self.hidden_dim, activation="gelu", name="dense")
+
     def build(self, embeddings_shape, presence_shape=None):
         self.modality_logits = self.add_weight(
             name="modality_logits", shape=(self.num_modalities,), initializer="zeros"
         )
+        self.dense.build((None, embeddings_shape[2]))
 
     def call(self, embeddings, presence):
         logits = keras.ops.broadcast_to(self.modality_logits[None], keras.ops.shape(presence))
         weights = masked_softmax(logits, presence)
-        return weighted_sum(weights, embeddings), weights
+        return self.dense(weighted_sum(weights, embeddings)), weights
 
     def compute_output_spec(self, embeddings, presence):
-        return (keras.KerasTensor((embeddings.shape[0], embeddings.shape[2]), dtype=self.compute_dtype),
+        return (keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype),
                 keras.KerasTensor(presence.shape, dtype="float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_dim": self.hidden_dim}

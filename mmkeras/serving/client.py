@@ -64,7 +64,7 @@ def _encode_value(value, where):
     if value is None or isinstance(value, (bool, dict)):
         raise ValueError(
             f"{where}: expected a Path, bytes, str, number or list of numbers, "
-            f"received {type(value).__name__}. A missing text is \"\", a missing "
+            f'received {type(value).__name__}. A missing text is "", a missing '
             "number float('nan')."
         )
     try:
@@ -104,8 +104,10 @@ def encode_examples(inputs):
                 f"{sorted(names)}; every example needs the same inputs."
             )
         encoded.append(
-            {name: _encode_value(value, f"example {index}, input {name!r}")
-             for name, value in example.items()}
+            {
+                name: _encode_value(value, f"example {index}, input {name!r}")
+                for name, value in example.items()
+            }
         )
     return encoded
 
@@ -148,9 +150,7 @@ def tensor_protos(inputs):
                 )
             array = np.stack(values).astype(np.float32)
         else:
-            raise ValueError(
-                f"Input {name!r}: mixes text/binary and numbers across examples."
-            )
+            raise ValueError(f"Input {name!r}: mixes text/binary and numbers across examples.")
         protos[name] = tf.make_tensor_proto(array)
     return protos
 
@@ -184,8 +184,7 @@ def _rows_from_arrays(arrays):
     names = sorted(arrays)
     batch = len(arrays[names[0]])
     return [
-        {name: _python_value(_item(arrays[name][i]), name) for name in names}
-        for i in range(batch)
+        {name: _python_value(_item(arrays[name][i]), name) for name in names} for i in range(batch)
     ]
 
 
@@ -213,11 +212,15 @@ class Client:
     ```
     """
 
-    def __init__(self, target, model_name, *, protocol="rest", version=None, label=None, timeout=30.0):
+    def __init__(
+        self, target, model_name, *, protocol="rest", version=None, label=None, timeout=30.0
+    ):
         if protocol not in ("rest", "grpc"):
             raise ValueError(f"protocol must be 'rest' or 'grpc', received {protocol!r}.")
         if version is not None and label is not None:
-            raise ValueError(f"Give a version or a label, not both (received {version}, {label!r}).")
+            raise ValueError(
+                f"Give a version or a label, not both (received {version}, {label!r})."
+            )
         self.model_name = model_name
         self.protocol = protocol
         self.version = None if version is None else int(version)
@@ -328,7 +331,10 @@ class Client:
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         if self._channel is None:
-            options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+            options = [
+                ("grpc.max_send_message_length", -1),
+                ("grpc.max_receive_message_length", -1),
+            ]
             self._channel = grpc.insecure_channel(self.target, options=options)
         return (
             prediction_service_pb2_grpc.PredictionServiceStub(self._channel),
@@ -442,10 +448,15 @@ def build_arg_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="mmkeras predict", description="Send one example to a served model."
     )
-    parser.add_argument("inputs", nargs="+", metavar="name=value",
-                        help="input values; name=@path sends a file's bytes")
-    parser.add_argument("--server", default="localhost:8501",
-                        help="host:port (REST), or grpc://host:port")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="name=value",
+        help="input values; name=@path sends a file's bytes",
+    )
+    parser.add_argument(
+        "--server", default="localhost:8501", help="host:port (REST), or grpc://host:port"
+    )
     parser.add_argument("--model", required=True, help="served model name")
     parser.add_argument("--protocol", choices=["rest", "grpc"])
     parser.add_argument("--version", type=int)
@@ -469,8 +480,14 @@ def main(argv=None):
         parser.error(str(error))
     protocol = args.protocol or ("grpc" if args.server.startswith("grpc://") else "rest")
     try:
-        with Client(args.server, args.model, protocol=protocol, version=args.version,
-                    label=args.label, timeout=args.timeout) as client:
+        with Client(
+            args.server,
+            args.model,
+            protocol=protocol,
+            version=args.version,
+            label=args.label,
+            timeout=args.timeout,
+        ) as client:
             results = client.predict(example, signature_name=args.signature)
     except (ServingError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

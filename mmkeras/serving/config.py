@@ -67,7 +67,9 @@ class ServedModel:
 
     def __post_init__(self):
         if not self.name or "/" in self.name or ":" in self.name:
-            raise ValueError(f"A model name must be non-empty without '/' or ':', received {self.name!r}.")
+            raise ValueError(
+                f"A model name must be non-empty without '/' or ':', received {self.name!r}."
+            )
         if isinstance(self.versions, str):
             if self.versions not in ("latest", "all"):
                 raise ValueError(
@@ -85,7 +87,9 @@ class ServedModel:
                     f"not served ({self.versions}); TF Serving refuses such labels."
                 )
         if self.num_latest < 1:
-            raise ValueError(f"Model {self.name!r}: num_latest must be >= 1, received {self.num_latest}.")
+            raise ValueError(
+                f"Model {self.name!r}: num_latest must be >= 1, received {self.num_latest}."
+            )
 
 
 def model_server_config(models):
@@ -189,17 +193,22 @@ def _batching_parameters_class():
     ]
     for number, (name, type_name) in enumerate(wrapped, start=1):
         message.field.add(
-            name=name, number=number, label=optional,
+            name=name,
+            number=number,
+            label=optional,
             type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
             type_name=f".google.protobuf.{type_name}",
         )
     message.field.add(
-        name="allowed_batch_sizes", number=6,
+        name="allowed_batch_sizes",
+        number=6,
         label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
         type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
     )
     message.field.add(
-        name="pad_variable_length_inputs", number=7, label=optional,
+        name="pad_variable_length_inputs",
+        number=7,
+        label=optional,
         type=descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
     )
     pool.Add(file)
@@ -238,8 +247,11 @@ def batching_parameters(
             f"allowed_batch_sizes must increase and end at max_batch_size "
             f"({max_batch_size}), received {sizes}."
         )
-    for name, value in [("max_batch_size", max_batch_size), ("num_batch_threads", num_batch_threads),
-                        ("max_enqueued_batches", max_enqueued_batches)]:
+    for name, value in [
+        ("max_batch_size", max_batch_size),
+        ("num_batch_threads", num_batch_threads),
+        ("max_enqueued_batches", max_enqueued_batches),
+    ]:
         if value < 1:
             raise ValueError(f"{name} must be >= 1, received {value}.")
     params = _batching_parameters_class()()
@@ -323,10 +335,15 @@ def write_example_request(path, inputs, signature_name="serving_default"):
 
 def latest_version_dir(model_dir):
     """The newest complete version folder of a model folder, or None."""
-    versions = [
-        p for p in Path(model_dir).iterdir()
-        if p.is_dir() and _VERSION_DIR.fullmatch(p.name) and (p / "saved_model.pb").is_file()
-    ] if Path(model_dir).is_dir() else []
+    versions = (
+        [
+            p
+            for p in Path(model_dir).iterdir()
+            if p.is_dir() and _VERSION_DIR.fullmatch(p.name) and (p / "saved_model.pb").is_file()
+        ]
+        if Path(model_dir).is_dir()
+        else []
+    )
     return max(versions, key=lambda p: int(p.name)) if versions else None
 
 
@@ -380,7 +397,9 @@ def warmup_examples(version_dir):
     request = logs[0].predict_log.request
     arrays = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
     batch = len(next(iter(arrays.values())))
-    return [{name: _example_value(array[i]) for name, array in arrays.items()} for i in range(batch)]
+    return [
+        {name: _example_value(array[i]) for name, array in arrays.items()} for i in range(batch)
+    ]
 
 
 def _example_value(value):
@@ -527,14 +546,26 @@ def build_arg_parser(parser=None):
     )
     parser.add_argument("export_root", help="folder of <model_name>/<version>/ exports")
     parser.add_argument("--out", default="serving_config", help="folder to write into")
-    parser.add_argument("--model", action="append", default=[], help="model to include (repeatable)")
-    parser.add_argument("--versions", type=_versions_arg, default="latest",
-                        help="latest | all | 1,2 (default: latest, or the labelled versions)")
+    parser.add_argument(
+        "--model", action="append", default=[], help="model to include (repeatable)"
+    )
+    parser.add_argument(
+        "--versions",
+        type=_versions_arg,
+        default="latest",
+        help="latest | all | 1,2 (default: latest, or the labelled versions)",
+    )
     parser.add_argument("--label", action="append", default=[], metavar="MODEL:LABEL=VERSION")
-    parser.add_argument("--base-path-root", default=CONTAINER_MODELS,
-                        help="where the server sees the export root (default /models, Docker)")
-    parser.add_argument("--local", action="store_true",
-                        help="write local absolute base paths (bare tensorflow_model_server)")
+    parser.add_argument(
+        "--base-path-root",
+        default=CONTAINER_MODELS,
+        help="where the server sees the export root (default /models, Docker)",
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="write local absolute base paths (bare tensorflow_model_server)",
+    )
     parser.add_argument("--rest-port", type=int, default=8501)
     parser.add_argument("--grpc-port", type=int, default=8500)
     parser.add_argument("--image", default=DEFAULT_IMAGE)
@@ -561,7 +592,9 @@ def write_serving_config(args):
         if versions == "latest" and labels.get(name):
             # A label must point at a served version: serve the labelled ones.
             versions = sorted(set(labels[name].values()))
-        models.append(ServedModel(name, f"{root}/{name}", versions=versions, labels=labels.get(name, {})))
+        models.append(
+            ServedModel(name, f"{root}/{name}", versions=versions, labels=labels.get(name, {}))
+        )
     config_file = write_model_config(out / MODEL_CONFIG_NAME, models)
     batching_file = None
     if not args.no_batching:
@@ -571,20 +604,35 @@ def write_serving_config(args):
             batch_timeout_micros=args.batch_timeout_micros,
             num_batch_threads=args.num_batch_threads,
         )
+    placeholders = []
     for name in names:
         version_dir = latest_version_dir(export_root / name)
-        examples = warmup_examples(version_dir) or placeholder_inputs(version_dir)
+        examples = warmup_examples(version_dir)
+        if examples is None:
+            examples = placeholder_inputs(version_dir)
+            placeholders.append(name)
         write_example_request(out / f"{name}.request.json", examples)
     docker = docker_command(
-        export_root, out, batching=not args.no_batching,
-        rest_port=args.rest_port, grpc_port=args.grpc_port, image=args.image,
+        export_root,
+        out,
+        batching=not args.no_batching,
+        rest_port=args.rest_port,
+        grpc_port=args.grpc_port,
+        image=args.image,
     )
     local = model_server_command(
         config_file.resolve(),
         batching_parameters_file=batching_file.resolve() if batching_file else None,
-        rest_port=args.rest_port, grpc_port=args.grpc_port,
+        rest_port=args.rest_port,
+        grpc_port=args.grpc_port,
     )
-    return {"models": names, "docker": docker, "tensorflow_model_server": local, "out": out}
+    return {
+        "models": names,
+        "placeholders": placeholders,
+        "docker": docker,
+        "tensorflow_model_server": local,
+        "out": out,
+    }
 
 
 def main(argv=None):
@@ -600,7 +648,10 @@ def main(argv=None):
     except (OSError, ValueError) as error:
         parser.error(str(error))
     out = result["out"]
-    print(f"Wrote {out / MODEL_CONFIG_NAME}" + ("" if args.no_batching else f", {out / BATCHING_NAME}"))
+    print(
+        f"Wrote {out / MODEL_CONFIG_NAME}"
+        + ("" if args.no_batching else f", {out / BATCHING_NAME}")
+    )
     print("\nServe with TensorFlow Serving (Docker):")
     print("  " + shlex.join(result["docker"]))
     if args.local:
@@ -610,10 +661,22 @@ def main(argv=None):
     for name in result["models"]:
         request = out / f"{name}.request.json"
         print(f"  curl -d @{request} http://localhost:{args.rest_port}/v1/models/{name}:predict")
+    if result["placeholders"]:
+        print(
+            f"  ({', '.join(result['placeholders'])}: no warmup requests, so the example "
+            'holds placeholders; put real file bytes as {"b64": ...} in binary inputs.)'
+        )
     print(
         "\nDevelopment without Docker: "
-        + shlex.join(["mmkeras", "serve", str(args.export_root),
-                      "--model-config-file", str(out / MODEL_CONFIG_NAME)])
+        + shlex.join(
+            [
+                "mmkeras",
+                "serve",
+                str(args.export_root),
+                "--model-config-file",
+                str(out / MODEL_CONFIG_NAME),
+            ]
+        )
     )
     return 0
 

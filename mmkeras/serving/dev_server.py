@@ -90,8 +90,7 @@ _PREDICT_PATH = re.compile(
     re.IGNORECASE,
 )
 _GET_PATH = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-    r"(?:/(metadata))?",
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE,
 )
 _VERSION_DIR = re.compile(r"[0-9]+")
@@ -142,9 +141,7 @@ def _read_signature_defs(version_dir):
     if pb_path.is_file():
         saved_model.ParseFromString(pb_path.read_bytes())
     else:
-        text_format.Parse(
-            (Path(version_dir) / "saved_model.pbtxt").read_text(), saved_model
-        )
+        text_format.Parse((Path(version_dir) / "saved_model.pbtxt").read_text(), saved_model)
     for meta_graph in saved_model.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
             return dict(meta_graph.signature_def)
@@ -153,14 +150,10 @@ def _read_signature_defs(version_dir):
 
 def _is_complete_savedmodel(path):
     """True for a SavedModel whose files are all written."""
-    has_graph = (path / "saved_model.pb").is_file() or (
-        path / "saved_model.pbtxt"
-    ).is_file()
+    has_graph = (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
     variables = path / "variables"
     # variables.index is written last by the checkpoint writer.
-    return has_graph and (
-        not variables.is_dir() or (variables / "variables.index").is_file()
-    )
+    return has_graph and (not variables.is_dir() or (variables / "variables.index").is_file())
 
 
 def _version_dirs(base_path):
@@ -452,9 +445,7 @@ class ModelRegistry:
                 version = model.labels[label]
         if version is not None:
             if version not in states:
-                raise RequestError(
-                    "NOT_FOUND", f"Could not find version {version} of model {name}"
-                )
+                raise RequestError("NOT_FOUND", f"Could not find version {version} of model {name}")
             states = {version: states[version]}
         if not states:
             raise RequestError("NOT_FOUND", f"Could not find any versions of model {name}")
@@ -706,9 +697,7 @@ def _fill(value, level, shape, dtype, flat):
         flat.append(_json_leaf(value, dtype))
         return
     if level >= len(shape):
-        raise _invalid(
-            f"Encountered list at unexpected level: {level} expected < {len(shape)}"
-        )
+        raise _invalid(f"Encountered list at unexpected level: {level} expected < {len(shape)}")
     if len(value) != shape[level]:
         raise _invalid(
             f"Encountered list at unexpected size: {len(value)} at level: {level}"
@@ -723,7 +712,10 @@ def json_to_array(value, dtype):
     dtype = tf.dtypes.as_dtype(dtype)
     shape = _dense_shape(value)
     flat = []
-    _fill(value, 0, shape, dtype, flat)
+    try:
+        _fill(value, 0, shape, dtype, flat)
+    except RecursionError:
+        raise _invalid(f"JSON Value nested {len(shape)} levels deep is too deep")
     numpy_dtype = object if dtype == tf.string else dtype.as_numpy_dtype
     array = np.empty(len(flat), dtype=numpy_dtype)
     array[:] = flat
@@ -807,6 +799,8 @@ def parse_predict_body(body):
         raise _invalid("JSON Parse error: The document is empty")
     try:
         document = json.loads(body)
+    except RecursionError:
+        raise _invalid("JSON Parse error: the document is nested too deeply")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         where = f" at offset: {error.pos}" if hasattr(error, "pos") else ""
         reason = error.msg if hasattr(error, "msg") else str(error)
@@ -1017,6 +1011,20 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             status, payload = 500, {"error": f"Internal: {type(error).__name__}: {error}"}
         self._send(status, payload)
 
+    def handle_expect_100(self):
+        # curl sends "Expect: 100-continue" for larger bodies: refuse an
+        # oversize one before the client sends it.
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.server.max_body_bytes:
+            self._send_too_large(int(length))
+            return False
+        return super().handle_expect_100()
+
+    def _send_too_large(self, length):
+        limit = self.server.max_body_bytes
+        message = f"Request body of {length} bytes exceeds the limit of {limit} bytes."
+        self._send(413, {"error": message}, close=True)
+
     def _read_body(self):
         """The request body, or None once an error was answered."""
         length = self.headers.get("Content-Length")
@@ -1028,13 +1036,8 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             self._send(400, {"error": f"Invalid Content-Length: {length!r}"}, close=True)
             return None
-        limit = self.server.max_body_bytes
-        if length > limit:
-            self._send(
-                413,
-                {"error": f"Request body of {length} bytes exceeds the limit of {limit} bytes."},
-                close=True,
-            )
+        if length > self.server.max_body_bytes:
+            self._send_too_large(length)
             self._discard(length)
             return None
         return self.rfile.read(length)
@@ -1340,9 +1343,10 @@ def main(argv=None):
     Returns:
         the process exit code.
     """
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
     if args.base is None and args.model_config_file is None:
-        build_arg_parser().error("give BASE, --model-config-file, or both")
+        parser.error("give BASE, --model-config-file, or both")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -1,0 +1,144 @@
+"""The `mmkeras` command.
+
+    mmkeras run apps/sentiment             # demo data -> train -> report -> export
+    mmkeras train apps/sentiment --data manifest.csv
+    mmkeras evaluate apps/sentiment --model runs/sentiment/model.keras
+    mmkeras export runs/sentiment/model.keras savedmodels/sentiment
+    mmkeras data to-tfrecord apps/sentiment --data manifest.csv --out data/tfrecords
+    mmkeras serve savedmodels/             # development stand-in for TF Serving
+    mmkeras predict --model sentiment review="great" photo=@photo.jpg
+    mmkeras serving-config ...             # models.config, batching, docker/apt commands
+"""
+
+import argparse
+import os
+import sys
+
+# These subcommands own their arguments (see each module's build_arg_parser).
+DELEGATED = {
+    "serve": "mmkeras.serving.dev_server",
+    "predict": "mmkeras.serving.client",
+    "serving-config": "mmkeras.serving.config",
+}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0
+    args = _parser().parse_args(argv)
+    if not hasattr(args, "handler"):
+        _parser().print_help()
+        return 2
+    return args.handler(args) or 0
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="mmkeras", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in DELEGATED:
+        commands.add_parser(name, help=f"see `mmkeras {name} --help`", add_help=False)
+
+    run = _app_command(commands, "run", "demo data (or --data) -> validate -> train -> evaluate -> export")
+    run.add_argument("--no-baselines", action="store_true", help="skip the unimodal baselines")
+    run.add_argument("--no-export", action="store_true")
+    run.add_argument("--export-dir", help="SavedModel base folder (default: the app's export.base_dir)")
+    run.set_defaults(handler=_run)
+
+    train = _app_command(commands, "train", "train the fused model and save it as .keras")
+    train.set_defaults(handler=_train)
+
+    evaluate = _app_command(commands, "evaluate", "evaluate a saved model on the test split")
+    evaluate.add_argument("--model", required=True, help="a .keras file")
+    evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser("export", help="export a .keras model as a TF Serving SavedModel")
+    export.add_argument("model", help="a .keras file")
+    export.add_argument("base_dir", help="the model's folder, e.g. savedmodels/sentiment")
+    export.add_argument("--version", type=int)
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(handler=_export)
+
+    data = commands.add_parser("data", help="data utilities")
+    data_commands = data.add_subparsers(title="data commands", metavar="COMMAND")
+    tfrecord = _app_command(data_commands, "to-tfrecord", "write validated data as sharded TFRecords")
+    tfrecord.add_argument("--out", required=True, help="output folder")
+    tfrecord.add_argument("--shards", type=int, default=4)
+    tfrecord.set_defaults(handler=_to_tfrecord)
+    return parser
+
+
+def _app_command(commands, name, help):
+    command = commands.add_parser(name, help=help, description=help)
+    command.add_argument("app", help="an app folder (apps/<name>) or its app.yaml")
+    command.add_argument("--data", help="manifest (CSV/JSONL); default: the app's, else demo data")
+    command.add_argument("--work-dir", help="run folder (default: runs/<app>)")
+    command.add_argument("--epochs", type=int, help="override training.epochs")
+    command.add_argument("--examples", type=int, help="demo data size")
+    command.add_argument("--seed", type=int, default=0)
+    return command
+
+
+def _run(args):
+    from mmkeras.app import run_app
+
+    run_app(args.app, manifest=args.data, work_dir=args.work_dir, export_dir=args.export_dir,
+            num_examples=args.examples, epochs=args.epochs, baselines=not args.no_baselines,
+            export=not args.no_export, seed=args.seed)
+
+
+def _train(args):
+    from mmkeras.app import run_app
+
+    results = run_app(args.app, manifest=args.data, work_dir=args.work_dir, num_examples=args.examples,
+                      epochs=args.epochs, baselines=False, export=False, seed=args.seed)
+    print(f"saved {results['model_path']}")
+
+
+def _evaluate(args):
+    import keras
+
+    import mmkeras  # noqa: F401  (registers the layers)
+    from mmkeras import evaluation
+    from mmkeras.app import load_app, prepare_data
+    from mmkeras.data.pipeline import make_dataset
+
+    app = load_app(args.app)
+    work_dir = args.work_dir or os.path.join("runs", app.name)
+    _, (_, _, test) = prepare_data(app, args.data, work_dir, args.examples, args.seed)
+    model = keras.saving.load_model(args.model, safe_mode=True)
+    report = evaluation.evaluate(
+        model, make_dataset(test, app.specs(), batch_size=app.training.get("batch_size", 32)),
+        labels=app.data["labels"], multi_label=app.data.get("multi_label", False),
+        normal_label=app.evaluation.get("normal_label"), headline=app.evaluation.get("headline"),
+        out_dir=os.path.join(work_dir, "report"))
+    print(evaluation.format_results_table(report))
+
+
+def _export(args):
+    import keras
+
+    import mmkeras  # noqa: F401  (registers the layers)
+    from mmkeras.export import export
+
+    model = keras.saving.load_model(args.model, safe_mode=True)
+    print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite))
+
+
+def _to_tfrecord(args):
+    from mmkeras.app import load_app, prepare_data
+    from mmkeras.data.tfrecord import write_tfrecords
+
+    app = load_app(args.app)
+    work_dir = args.work_dir or os.path.join("runs", app.name)
+    _, splits = prepare_data(app, args.data, work_dir, args.examples, args.seed)
+    for name, part in zip(("train", "validation", "test"), splits):
+        paths = write_tfrecords(part, app.specs(), args.out, num_shards=args.shards, prefix=name)
+        print(f"{name}: {len(part)} examples in {len(paths)} shard(s) under {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

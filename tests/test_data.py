@@ -1,0 +1,199 @@
+"""Manifests, validation errors, decoding, tf.data and TFRecords."""
+
+import csv
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import mmkeras as mmk
+from mmkeras.data import demo
+from mmkeras.data.decode import decode_image, decode_wav, resample
+from mmkeras.data.manifest import ManifestError, load_examples
+from mmkeras.data.pipeline import make_dataset
+from mmkeras.data.tfrecord import tfrecord_dataset, write_tfrecords
+
+LABELS = ["ok", "scratch", "dent", "contamination"]
+
+
+def inspection_specs():
+    return [
+        mmk.ImageInput("part_image", size=(32, 32)),
+        mmk.SensorInput("readings", features=["temperature", "vibration_rms", "current"]),
+        mmk.AudioInput("machine_sound", sample_rate=16000, seconds=0.5),
+    ]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inspection")
+    demo.generate("inspection", out, num_examples=12, image_size=32)
+    return out
+
+
+def rewrite_manifest(demo_dir, tmp_path, edit):
+    """Copies the demo manifest with `edit(rows)` applied; paths made absolute."""
+    with open(demo_dir / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for column in ("part_image", "machine_sound"):
+            row[column] = str(demo_dir / row[column])
+    edit(rows)
+    path = tmp_path / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def load(path, on_error="raise", **kwargs):
+    return load_examples(path, inspection_specs(), "label", LABELS, on_error=on_error, **kwargs)
+
+
+def test_valid_manifest_loads_every_row(demo_dir):
+    examples, errors = load(demo_dir / "manifest.csv")
+    assert len(examples) == 12 and errors == []
+    assert examples.columns["readings"].shape == (12, 3)
+    assert all(os.path.isabs(p) for p in examples.columns["part_image"])
+    assert set(examples.labels) <= set(range(len(LABELS)))
+
+
+def corrupt(demo_dir, tmp_path):
+    """One row per kind of bad input; returns the manifest and expected errors."""
+    bad_image = tmp_path / "corrupt.png"
+    bad_image.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes((demo_dir / "audio" / "00000.wav").read_bytes()[:30])
+
+    def edit(rows):
+        rows[1]["part_image"] = str(bad_image)
+        rows[2]["machine_sound"] = str(truncated)
+        rows[3]["part_image"] = str(tmp_path / "missing.png")
+        rows[4]["label"] = "rust"
+        rows[5]["current"] = "twelve"
+
+    expected = {(2, "part_image"): "cannot decode image", (3, "machine_sound"): "cannot decode audio",
+                (4, "part_image"): "file not found", (5, "label"): "unknown label",
+                (6, "current"): "not a number"}
+    return rewrite_manifest(demo_dir, tmp_path, edit), expected
+
+
+def test_bad_rows_raise_one_error_naming_each_row_column_and_reason(demo_dir, tmp_path):
+    path, expected = corrupt(demo_dir, tmp_path)
+    with pytest.raises(ManifestError) as info:
+        load(path)
+    found = {(e.row, e.column): e.reason for e in info.value.errors}
+    assert set(found) == set(expected)
+    for key, reason in expected.items():
+        assert reason in found[key]
+        assert f"row {key[0]}, column {key[1]!r}" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_skip_mode_drops_bad_rows_and_reports_them(demo_dir, tmp_path):
+    path, expected = corrupt(demo_dir, tmp_path)
+    report = tmp_path / "skipped.csv"
+    examples, errors = load(path, on_error="skip", report_path=report)
+    assert len(examples) == 12 - len(expected)
+    assert sorted(examples.rows) == [r for r in range(1, 13) if r not in {row for row, _ in expected}]
+    with open(report) as f:
+        reported = {(int(r["row"]), r["column"]) for r in csv.DictReader(f)}
+    assert reported == set(expected)
+
+
+def test_missing_column_and_empty_values(demo_dir, tmp_path):
+    def drop_column(rows):
+        for row in rows:
+            del row["current"]
+
+    with pytest.raises(ManifestError, match="'current': column not found"):
+        load(rewrite_manifest(demo_dir, tmp_path, drop_column))
+
+    def blank(rows):
+        rows[0]["temperature"] = ""
+        rows[0]["part_image"] = ""
+
+    examples, _ = load(rewrite_manifest(demo_dir, tmp_path, blank))
+    assert np.isnan(examples.columns["readings"][0, 0])
+    assert examples.columns["part_image"][0] == ""
+
+
+def test_jsonl_manifest_and_multi_label(tmp_path):
+    lines = [{"note": "cough", "findings": "nodule|effusion"}, {"note": "fine", "findings": ""}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    examples, _ = load_examples(path, [mmk.TextInput("note")], "findings",
+                                ["effusion", "nodule"], multi_label=True)
+    np.testing.assert_array_equal(examples.labels, [[1, 1], [0, 0]])
+    lines.append({"note": 3, "findings": "tumour"})
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    with pytest.raises(ManifestError) as info:
+        load_examples(path, [mmk.TextInput("note")], "findings", ["effusion", "nodule"], multi_label=True)
+    assert {e.column for e in info.value.errors} == {"note", "findings"}
+
+
+def encode(array, fmt, mode=None):
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF"])
+def test_decode_image_formats(fmt):
+    pixels = np.full((10, 14, 3), 200, np.uint8)
+    image = decode_image(encode(pixels, fmt), (8, 8)).numpy()
+    assert image.shape == (8, 8, 3) and image.dtype == np.float32
+    assert abs(image.mean() - 200) < 8
+
+
+def test_decode_image_grey_rgba_and_missing():
+    grey = decode_image(encode(np.full((6, 6), 50, np.uint8), "PNG"), (6, 6)).numpy()
+    np.testing.assert_allclose(grey, 50)
+    rgba = decode_image(encode(np.full((6, 6, 4), 90, np.uint8), "PNG", "RGBA"), (6, 6)).numpy()
+    np.testing.assert_allclose(rgba, 90)
+    assert np.isnan(decode_image(b"", (6, 6)).numpy()).all()
+
+
+def test_decode_wav_mixes_down_resamples_and_fits_length():
+    t = np.arange(8000) / 8000
+    stereo = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 300 * t)], axis=1) * 0.5
+    wav = tf.audio.encode_wav(stereo.astype("float32"), 8000)
+    out = decode_wav(wav, 16000, 12000).numpy()
+    expected = 0.5 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)
+    np.testing.assert_allclose(out[200:11000], expected[200:11000], atol=1e-3)
+    short = decode_wav(tf.audio.encode_wav(np.zeros((100, 1), "float32"), 16000), 16000, 400).numpy()
+    assert short.shape == (400,) and (short == 0).all()
+    assert np.isnan(decode_wav(b"", 16000, 400).numpy()).all()
+    np.testing.assert_array_equal(resample(tf.constant([1.0, 2.0]), 8000, 8000).numpy(), [1.0, 2.0])
+
+
+def test_pipeline_batches_decoded_inputs(demo_dir):
+    specs = inspection_specs()
+    examples, _ = load(demo_dir / "manifest.csv")
+    x, y = next(iter(make_dataset(examples, specs, batch_size=5)))
+    assert x["part_image"].shape == (5, 32, 32, 3)
+    assert x["machine_sound"].shape == (5, 8000)
+    assert x["readings"].shape == (5, 3)
+    np.testing.assert_array_equal(y.numpy(), examples.labels[:5])
+    train = make_dataset(examples, specs, batch_size=12, training=True)
+    assert sorted(next(iter(train))[1].numpy()) == sorted(examples.labels)
+
+
+def test_tfrecords_give_the_same_examples_as_the_manifest(demo_dir, tmp_path):
+    specs = inspection_specs()
+    examples, _ = load(demo_dir / "manifest.csv")
+    paths = write_tfrecords(examples, specs, tmp_path / "records", num_shards=3)
+    assert len(paths) == 3 and not list((tmp_path / "records").glob("*.tmp"))
+    from_records = tfrecord_dataset(str(tmp_path / "records" / "*.tfrecord"), specs,
+                                    num_classes=len(LABELS), batch_size=12)
+    from_manifest = make_dataset(examples, specs, batch_size=12)
+    (xr, yr), (xm, ym) = next(iter(from_records)), next(iter(from_manifest))
+    order_r, order_m = np.argsort(xr["readings"][:, 0]), np.argsort(xm["readings"][:, 0])
+    np.testing.assert_array_equal(yr.numpy()[order_r], ym.numpy()[order_m])
+    for name in ("part_image", "machine_sound", "readings"):
+        np.testing.assert_allclose(xr[name].numpy()[order_r], xm[name].numpy()[order_m], equal_nan=True)

@@ -1,0 +1,188 @@
+"""Export: serving signatures, fresh-process loading, op check, atomicity."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmkeras as mmk
+from mmkeras.export import ExportError, decode_batch, export, synthetic_inputs
+from mmkeras.serving.op_check import check_serving_ops
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def all_modalities(multi_label=False, fusion="concat"):
+    specs = [
+        mmk.ImageInput("photo", size=(24, 24)),
+        mmk.TextInput("review", sequence_length=12, vocabulary_size=60),
+        mmk.AudioInput("voice", sample_rate=8000, seconds=0.5, num_mels=16),
+        mmk.SensorInput("readings", features=["temperature", "current"]),
+    ]
+    adapt = {"review": ["great phone", "bad battery", "it is fine"] * 5,
+             "readings": np.random.default_rng(0).normal(size=(15, 2))}
+    model = mmk.build_model(specs, fusion=fusion, projection_dim=16, adapt_data=adapt,
+                            task=mmk.Classification(LABELS, multi_label=multi_label))
+    return model, specs
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model, specs = all_modalities()
+    base = tmp_path_factory.mktemp("savedmodels") / "sentiment"
+    return model, specs, export(model, base, specs=specs)
+
+
+def test_export_writes_version_one_with_metadata_and_warmup(exported):
+    model, specs, path = exported
+    assert path.endswith(os.path.join("sentiment", "1"))
+    assert os.listdir(os.path.dirname(path)) == ["1"]
+    metadata = json.load(open(os.path.join(path, "assets.extra", "mmkeras.json")))
+    assert metadata["labels"] == LABELS
+    assert [i["name"] for i in metadata["inputs"]] == ["photo", "review", "voice", "readings"]
+    assert metadata["versions"]["tensorflow"] == tf.__version__
+    assert os.path.getsize(os.path.join(path, "assets.extra", "tf_serving_warmup_requests")) > 0
+    assert check_serving_ops(path) == []
+
+
+def test_next_version_and_no_silent_overwrite(exported, tmp_path):
+    model, specs, path = exported
+    base = os.path.dirname(path)
+    with pytest.raises(FileExistsError, match="already exists"):
+        export(model, base, version=1, specs=specs, warmup=False)
+    assert export(model, base, specs=specs, warmup=False).endswith("2")
+    assert sorted(os.listdir(base)) == ["1", "2"]
+
+
+FRESH_PROCESS = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf, tensorflow_text  # noqa: F401
+    path, inputs_file = sys.argv[1], sys.argv[2]
+    raw = json.load(open(inputs_file))
+    inputs = {k: tf.constant([bytes.fromhex(v) for v in vals]) if k in ("photo", "voice")
+              else tf.constant(vals) for k, vals in raw.items()}
+    outputs = tf.saved_model.load(path).signatures["serving_default"](**inputs)
+    leaked = [m for m in sys.modules if m.split(".")[0] in ("mmkeras", "keras_hub", "keras_cv", "tensorflow_io")]
+    print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(),
+                      "classes": [c.decode() for c in outputs["classes"].numpy()],
+                      "leaked": leaked}))
+""")
+
+
+def test_fresh_process_with_only_tf_and_tf_text_matches_predict(exported, tmp_path):
+    model, specs, path = exported
+    examples = synthetic_inputs(specs, count=4, seed=3)
+    raw = {s.name: [e[s.name].hex() if isinstance(e[s.name], bytes) else e[s.name] for e in examples]
+           for s in specs}
+    (tmp_path / "inputs.json").write_text(json.dumps(raw))
+    (tmp_path / "load.py").write_text(FRESH_PROCESS)
+    result = subprocess.run([sys.executable, str(tmp_path / "load.py"), path, str(tmp_path / "inputs.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["leaked"] == []
+    batch = {s.name: tf.constant([e[s.name] for e in examples], tf.float32 if s.kind == "sensor" else tf.string)
+             for s in specs}
+    decoded = decode_batch(batch, specs)
+    expected = model.predict(tf.data.Dataset.from_tensor_slices(decoded).batch(4), verbose=0)
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-4)
+    assert served["classes"] == [LABELS[i] for i in expected.argmax(axis=1)]
+
+
+def test_missing_inputs_are_served_and_serve_decoded_agrees(exported):
+    model, specs, path = exported
+    loaded = tf.saved_model.load(path)
+    examples = synthetic_inputs(specs, count=4, seed=1)  # examples 1.. each miss one modality
+    raw = {s.name: tf.constant([e[s.name] for e in examples], tf.float32 if s.kind == "sensor" else tf.string)
+           for s in specs}
+    served = loaded.signatures["serving_default"](**raw)
+    decoded = loaded.signatures["serve_decoded"](**decode_batch(raw, specs))
+    assert np.isfinite(served["probabilities"].numpy()).all()
+    np.testing.assert_allclose(served["probabilities"], decoded["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(served["scores"], served["probabilities"].numpy().max(axis=1), atol=1e-6)
+
+
+def test_multi_label_classes_join_labels_over_threshold(tmp_path):
+    model, specs = all_modalities(multi_label=True, fusion="attention")
+    path = export(model, tmp_path / "medical", specs=specs, warmup=False)
+    loaded = tf.saved_model.load(path)
+    raw = synthetic_inputs(specs, count=2)
+    batch = {s.name: tf.constant([e[s.name] for e in raw], tf.float32 if s.kind == "sensor" else tf.string)
+             for s in specs}
+    outputs = loaded.signatures["serving_default"](**batch)
+    for probabilities, classes in zip(outputs["probabilities"].numpy(), outputs["classes"].numpy()):
+        expected = "|".join(label for label, p in zip(LABELS, probabilities) if p >= 0.5)
+        assert classes.decode() == expected
+
+
+@keras.saving.register_keras_serializable(package="mmkeras_tests")
+class TfioResample(keras.layers.Layer):
+    """Calls tensorflow-io's resample kernel (a custom `IO>` op)."""
+
+    def call(self, x):
+        import tensorflow_io as tfio
+
+        return tf.reshape(tfio.audio.resample(x, rate_in=8000, rate_out=8000), tf.shape(x))
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype=x.dtype)
+
+
+def test_export_refuses_tensorflow_io_ops_and_leaves_nothing(tmp_path):
+    spec = mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])
+    x = spec.keras_input()
+    head = mmk.Classification(["a", "b"]).head("label")
+    model = keras.Model({"readings": x}, head(TfioResample(name="tfio_resampler")(x)))
+    with pytest.raises(ExportError) as info:
+        export(model, tmp_path / "bad", specs=[spec], warmup=False)
+    assert "IO>AudioResample" in str(info.value) and "tfio_resampler" in str(info.value)
+    assert os.listdir(tmp_path / "bad") == []
+
+
+class RoundRobinModule(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, text):
+        import tensorflow_text as tf_text
+
+        tokens = tf.strings.split(text)
+        first, second = tf_text.RoundRobinTrimmer(max_seq_length=4).trim([tokens, tokens])
+        return {"joined": tf.strings.reduce_join(first, axis=-1)}
+
+
+def test_op_check_flags_round_robin_trim(tmp_path):
+    module = RoundRobinModule()
+    tf.saved_model.save(module, str(tmp_path / "rr"), signatures={"serving_default": module.serve})
+    problems = check_serving_ops(str(tmp_path / "rr"))
+    assert any("RoundRobinTrim" in p for p in problems), problems
+
+
+INTERRUPTED = textwrap.dedent("""
+    import os, sys
+    import mmkeras as mmk, numpy as np
+    export_module = sys.modules["mmkeras.export"]  # `mmkeras.export` the attribute is the function
+    spec = mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])
+    model = mmk.build_unimodal(spec, mmk.Classification(["x", "y"]))
+    def crash(*args, **kwargs):
+        os._exit(3)  # the process dies after the SavedModel is written, before the rename
+    export_module._write_metadata = crash
+    export_module.export(model, sys.argv[1], specs=[spec], warmup=False)
+""")
+
+
+def test_interrupted_export_leaves_no_loadable_version(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(INTERRUPTED)
+    base = tmp_path / "models" / "crashy"
+    result = subprocess.run([sys.executable, str(script), str(base)], capture_output=True, timeout=300)
+    assert result.returncode == 3
+    leftovers = os.listdir(base)
+    assert leftovers and all(not name.isdigit() for name in leftovers)  # only the hidden temp folder
+    from mmkeras.serving.dev_server import _version_dirs
+
+    assert list(_version_dirs(str(base))) == []
