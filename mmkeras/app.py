@@ -232,7 +232,7 @@ def _train(model, datasets, train_config, multi_label, out_dir, fit_options):
     training.compile_model(model, multi_label=multi_label,
                            learning_rate=train_config.get("learning_rate", 1e-3))
     training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir,
-                 patience=train_config.get("patience", 5), **fit_options)
+                 patience=train_config.get("patience", 8), **fit_options)
 
 
 def _only(datasets, name):

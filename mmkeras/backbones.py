@@ -339,7 +339,9 @@ def _tiny_cnn(filters, input_shape=(None, None, 3)):
     for i, width in enumerate(filters):
         x = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False,
                                 name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        # momentum 0.9: small demo runs take a few hundred steps, too few for
+        # the default 0.99 moving averages to settle before validation.
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     return keras.Model(inputs, x, name="tiny_cnn")
 

@@ -55,11 +55,13 @@ class MultimodalTransformerFusion(FusionLayer):
         self.encoder_layers = [
             keras_hub.layers.TransformerEncoder(
                 intermediate_dim=self.intermediate_dim or 2 * width, num_heads=self.num_heads,
-                dropout=self.dropout, name=f"encoder_{i}")
+                dropout=self.dropout, normalize_first=True, name=f"encoder_{i}")
             for i in range(self.num_layers)
         ]
         for layer in self.encoder_layers:
             layer.build((None, None, width))
+        self.output_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="output_norm")
+        self.output_norm.build((None, width))
 
     def call(self, embeddings, presence, tokens, token_masks, training=None):
         batch = ops.shape(embeddings)[0]
@@ -74,7 +76,7 @@ class MultimodalTransformerFusion(FusionLayer):
         padding_mask = ops.concatenate(masks, axis=1)
         for layer in self.encoder_layers:
             x = layer(x, padding_mask=padding_mask, training=training)
-        return x[:, 0]
+        return self.output_norm(x[:, 0])
 
     def compute_output_spec(self, embeddings, presence, tokens, token_masks, training=None):
         return keras.KerasTensor((embeddings.shape[0], embeddings.shape[2]), dtype=self.compute_dtype)

@@ -1,0 +1,54 @@
+"""The three application templates, end to end on their demo data."""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from mmkeras.app import load_app, run_app
+from mmkeras.cli import main as cli_main
+
+APPS = ["sentiment", "medical", "inspection"]
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def app_path(name):
+    return os.path.join(HERE, "apps", name)
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_runs_end_to_end_quickly(name, tmp_path):
+    results = run_app(app_path(name), work_dir=tmp_path / "run", export_dir=tmp_path / "models" / name,
+                      num_examples=40, epochs=1, verbose=0)
+    report = results["report"]
+    app = load_app(app_path(name))
+    # Report files, baselines and an export that serves raw inputs.
+    for file in ("metrics.json", "report.md", "report.html"):
+        assert (tmp_path / "run" / "report" / file).exists()
+    assert set(report["baselines"]["baselines"]) == {f"{spec['name']} only" for spec in app.inputs}
+    assert json.load(open(tmp_path / "run" / "report" / "metrics.json"))
+    assert results["export_path"] == str(tmp_path / "models" / name / "1")
+    signature = tf.saved_model.load(results["export_path"]).signatures["serving_default"]
+    assert set(signature.structured_input_signature[1]) == {spec["name"] for spec in app.inputs}
+    assert "model (all modalities)" in results["results_table"]
+
+
+def test_cli_run_and_evaluate(tmp_path, capsys):
+    work = str(tmp_path / "run")
+    assert cli_main(["run", app_path("inspection"), "--examples", "30", "--epochs", "1",
+                     "--work-dir", work, "--export-dir", str(tmp_path / "models"), "--no-baselines"]) == 0
+    assert os.path.isdir(tmp_path / "models" / "1")
+    assert cli_main(["evaluate", app_path("inspection"), "--model", os.path.join(work, "model.keras"),
+                     "--examples", "30", "--work-dir", work]) == 0
+    assert "miss_rate" in json.load(open(os.path.join(work, "report", "metrics.json")))["metrics"]
+
+
+def test_load_app_rejects_bad_configs(tmp_path):
+    (tmp_path / "app.yaml").write_text("name: x\ndata: {labels: [a, b]}\ninputs: [{kind: text}]\n")
+    with pytest.raises(ValueError, match="label_column"):
+        load_app(tmp_path)
+    (tmp_path / "app.yaml").write_text(
+        "name: x\ndata: {labels: [a, b], label_column: y}\ninputs: [{kind: text}]\n")
+    with pytest.raises(ValueError, match=r"inputs\[0\] needs `kind` and `name`"):
+        load_app(tmp_path)
