@@ -5,6 +5,11 @@ import numpy as np
 
 from mmkeras import fusion as fusion_lib
 from mmkeras.fusion import ModalityDropout
+from mmkeras.modalities import Modality
+
+# Layer names of the model itself; an input with one of them would clash.
+RESERVED_NAMES = ("label", "fusion", "presence", "modality_embeddings", "modality_dropout",
+                  "head_dropout")
 
 
 def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modality_dropout=0.1,
@@ -111,6 +116,12 @@ def build_unimodal(input, task, *, projection_dim=128, adapt_data=None, name=Non
 
 def _check_specs(inputs, minimum):
     specs = list(inputs)
+    for spec in specs:
+        if not isinstance(spec, Modality):
+            raise TypeError(
+                f"Inputs must be modality specs (ImageInput, TextInput, AudioInput, "
+                f"SensorInput). Received: {spec!r} of type {type(spec).__name__}"
+            )
     if len(specs) < minimum:
         raise ValueError(
             f"Fusion needs at least {minimum} modalities; use build_unimodal for one. "
@@ -119,6 +130,12 @@ def _check_specs(inputs, minimum):
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"Modality names must be unique. Received: {names}")
+    reserved = [name for name in names if name in RESERVED_NAMES]
+    if reserved:
+        raise ValueError(
+            f"Modality names {reserved} are reserved: the model has layers with these names. "
+            f"Reserved: {list(RESERVED_NAMES)}. Received: {names}"
+        )
     return specs
 
 
@@ -132,18 +149,29 @@ def _adapt(specs, adapt_data):
             f"Inputs {names} learn state from training data (text vocabulary, sensor "
             f"statistics): pass `adapt_data=` (the training dataset) to build the model."
         )
-    columns = _columns(adapt_data, [spec.name for spec in pending])
+    columns = _columns(adapt_data, pending)
     for spec in pending:
         spec.adapt(columns[spec.name])
 
 
-def _columns(data, names):
-    """Collects numpy columns `names` from a dict of arrays or a tf.data.Dataset."""
+def _columns(data, specs):
+    """Collects numpy columns of `specs` from a dict of arrays or a tf.data.Dataset."""
+    names = [spec.name for spec in specs]
     if isinstance(data, dict):
+        _check_keys(names, data.keys())
         return {name: np.asarray(data[name]) for name in names}
-    features_spec = data.element_spec[0] if isinstance(data.element_spec, tuple) else data.element_spec
-    shape = features_spec[names[0]].shape
-    if shape.rank and shape[0] is None:  # batched
+    element_spec = getattr(data, "element_spec", None)
+    features_spec = element_spec[0] if isinstance(element_spec, tuple) else element_spec
+    if not isinstance(features_spec, dict):
+        raise TypeError(
+            f"`adapt_data` must be a dict of arrays keyed by input name, or a tf.data.Dataset "
+            f"of `(features_dict, labels)` or `features_dict`. Received: {type(data).__name__} "
+            f"with element spec {element_spec}"
+        )
+    _check_keys(names, features_spec.keys())
+    # Batched when an element has the model input's rank (batch axis included);
+    # a static batch size (drop_remainder=True) counts too.
+    if features_spec[names[0]].shape.rank == len(specs[0].keras_input().shape):
         data = data.unbatch()
     parts = {name: [] for name in names}
     for element in data.as_numpy_iterator():
@@ -151,3 +179,12 @@ def _columns(data, names):
         for name in names:
             parts[name].append(features[name])
     return {name: np.stack(values) for name, values in parts.items()}
+
+
+def _check_keys(names, keys):
+    missing = [name for name in names if name not in keys]
+    if missing:
+        raise ValueError(
+            f"`adapt_data` has no values for inputs {missing}, which learn state from "
+            f"training data. Expected keys {list(names)}; received keys {sorted(keys)}."
+        )

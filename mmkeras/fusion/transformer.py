@@ -14,7 +14,11 @@ class MultimodalTransformerFusion(FusionLayer):
     The sequence is `[FUSION] [z_1] tokens_1 ... [z_V] tokens_V`, each
     token plus a learned modality-type embedding. `z_v` is the modality
     embedding (the learned missing embedding when absent); tokens of missing
-    modalities and padding are masked out. The output is the fusion token.
+    modalities and padding are masked out. The output is the fusion token,
+    layer-normalised. The encoder layers are pre-LN (normalise first), which
+    train from scratch without warmup (Xiong et al., 2020); post-LN layers
+    stalled or diverged on small data at learning rates the other fusions
+    take.
 
     Args:
         modality_names: names of the modalities, in order.

@@ -59,9 +59,11 @@ class AudioInput(Modality):
             window_size=self.sample_rate // 40, hop_size=self.sample_rate // 100,
             num_mels=self.num_mels, name=f"{self.name}_log_mel",
         )(waveform)
-        if self.spec_augment:
-            log_mel = SpecAugment(name=f"{self.name}_spec_augment")(log_mel)
         log_mel = keras.layers.BatchNormalization(name=f"{self.name}_mel_norm")(log_mel)
+        if self.spec_augment:
+            # After normalisation, so masked bins hold the mean (0), as in the
+            # SpecAugment paper, not 0 dB; and masks do not skew the statistics.
+            log_mel = SpecAugment(name=f"{self.name}_spec_augment")(log_mel)
         if self.encoder == "cnn":
             tokens = _cnn_encoder(log_mel, self.name)
         else:

@@ -53,7 +53,15 @@ class SensorInput(Modality):
 
     def adapt(self, values):
         """Learns per-feature mean and variance, ignoring NaN."""
-        values = np.asarray(values, dtype="float64").reshape(-1, len(self.features))
+        values = np.asarray(values, dtype="float64")
+        expected = self.keras_input().shape[1:]
+        if values.shape[1:] != expected:
+            raise ValueError(
+                f"SensorInput({self.name!r}) expects training values of shape [N, "
+                f"{', '.join(map(str, expected))}] (features {self.features}). "
+                f"Received shape {list(values.shape)}."
+            )
+        values = values.reshape(-1, len(self.features))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
             mean = np.nanmean(values, axis=0)

@@ -6,6 +6,7 @@ multi-segment packer emits `TFText>RoundRobinTrim`, which TF Serving lacks.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from mmkeras.modalities.base import Encoded, Modality
@@ -82,6 +83,8 @@ class TextInput(Modality):
         import keras_hub
         import tensorflow as tf
 
+        # Flat, whatever the batching of the dataset the values came from.
+        values = np.asarray(values, dtype=object).reshape(-1)
         texts = [t.decode() if isinstance(t, bytes) else str(t) for t in values]
         dataset = tf.data.Dataset.from_tensor_slices(texts).batch(256)
         self.vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
@@ -128,6 +131,10 @@ class TextInput(Modality):
                 max_sequence_length=max(self.sequence_length, 64),
                 **config,
             )
+        if "pooled_dense" in [layer.name for layer in backbone.layers]:
+            # BERT's [CLS] pooler is unused (we mean-pool): freeze it so fit()
+            # does not warn about variables without gradients.
+            backbone.get_layer("pooled_dense").trainable = False
         backbone.name = f"{self.name}_encoder"
         return tokenizer, backbone
 

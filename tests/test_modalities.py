@@ -1,0 +1,333 @@
+"""Tests for mmkeras.modalities and mmkeras.audio: encoders, missing inputs, sensors, freezing.
+
+Every encoder is checked for the shapes it hands to fusion, for finite
+outputs on missing inputs, and (through `build_unimodal`) for gradients on
+every trainable weight.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmkeras as mmk
+from mmkeras import modalities
+from mmkeras.audio import LogMelSpectrogram, SpecAugment
+from mmkeras.modalities.missing import SplitMissing, SplitMissingFeatures, TextPresence, TokenMask
+from mmkeras.modalities.text import RESERVED_TOKENS, TextTokenizer, ZerosLike
+
+TEXTS = np.array([
+    "the alpha cat sat on a mat", "beta dog runs far", "a quick alpha fox jumps",
+    "slow beta turtle", "alpha", "beta beta beta and more words than fit in eight tokens",
+])
+TASK = mmk.Classification(labels=["no", "yes"])
+LABELS = np.array([0, 1, 0, 1, 1, 0])
+TEXT_ENCODERS = ["bert_tiny", "distil_bert_tiny", "roberta_tiny", "deberta_v3_tiny"]
+AUDIO_SAMPLES = 1000  # 0.25 s at 4 kHz
+
+
+def encode(spec, values):
+    """Runs `spec.encode` in a small model; returns the `Encoded` fields as numpy."""
+    x = spec.keras_input()
+    encoded = spec.encode(x)
+    outputs = keras.Model(x, encoded._asdict())(values)
+    return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+def zero_gradient_weights(model, inputs, labels):
+    """Paths of trainable weights whose loss gradient is missing or all zero."""
+    with tf.GradientTape() as tape:
+        probabilities = model(inputs, training=True)
+        loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    return [v.path for v, g in zip(model.trainable_variables, gradients)
+            if g is None or not np.any(np.asarray(g))]
+
+
+def audio(batch=6, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, AUDIO_SAMPLES)).astype("float32")
+
+
+# === Presence layers ===
+
+
+def test_split_missing_fills_nan_and_flags_fully_missing_examples():
+    x = np.array([[[1.0, np.nan], [3.0, 4.0]], [[np.nan, np.nan], [np.nan, np.nan]]], "float32")
+    filled, presence = SplitMissing()(x)
+    np.testing.assert_array_equal(presence.numpy(), [[1.0], [0.0]])
+    np.testing.assert_array_equal(filled.numpy(), np.nan_to_num(x, nan=0.0))
+
+
+def test_split_missing_features_flags_each_feature():
+    features, presence = SplitMissingFeatures()(np.array([[0.5, np.nan], [np.nan, np.nan]], "float32"))
+    np.testing.assert_array_equal(features.numpy(), [[0.5, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(presence.numpy(), [[1.0], [0.0]])
+
+
+def test_text_presence_treats_empty_and_blank_strings_as_missing():
+    presence = TextPresence()(tf.constant(["great", "", "   ", " ok "]))
+    np.testing.assert_array_equal(presence.numpy().ravel(), [1.0, 0.0, 0.0, 1.0])
+
+
+ROUND_TRIP_LAYERS = [
+    (SplitMissing(fill_value=-1.0), np.array([[np.nan, 2.0], [np.nan, np.nan]], "float32")),
+    (SplitMissingFeatures(), np.array([[np.nan, 2.0]], "float32")),
+    (TextPresence(), tf.constant(["a", ""])),
+    (TokenMask(), np.zeros((2, 3, 4), "float32")),
+    (ZerosLike(), np.ones((2, 3), "int32")),
+    (LogMelSpectrogram(sample_rate=4000, fft_size=128, window_size=100, hop_size=40, num_mels=16),
+     np.random.default_rng(0).uniform(-1, 1, (2, AUDIO_SAMPLES)).astype("float32")),
+    (SpecAugment(freq_mask_param=3, time_mask_param=4), np.ones((2, 10, 8), "float32")),
+]
+
+
+@pytest.mark.parametrize("layer, inputs", ROUND_TRIP_LAYERS,
+                         ids=[type(layer).__name__ for layer, _ in ROUND_TRIP_LAYERS])
+def test_layer_config_round_trip(layer, inputs):
+    restored = type(layer).from_config(layer.get_config())
+    assert restored.get_config() == layer.get_config()
+    for a, b in zip(keras.tree.flatten(layer(inputs)), keras.tree.flatten(restored(inputs))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# === Audio front end ===
+
+
+def test_log_mel_is_per_example_and_finite_on_silence():
+    layer = LogMelSpectrogram(sample_rate=4000, fft_size=128, window_size=100, hop_size=40, num_mels=16)
+    clips = audio(batch=2)
+    clips[1] = 0.0  # digital silence: log(0) must not reach the model
+    batch = layer(clips).numpy()
+    alone = layer(clips[:1]).numpy()
+    assert batch.shape == (2, layer.num_frames(AUDIO_SAMPLES), 16)
+    assert np.isfinite(batch).all()
+    # dbscale clips relative to a peak: the peak must be the example's own.
+    np.testing.assert_allclose(batch[:1], alone, rtol=1e-5, atol=1e-4)
+
+
+def test_spec_augment_masks_only_in_training():
+    x = np.random.default_rng(0).normal(size=(4, 30, 16)).astype("float32") + 5.0
+    layer = SpecAugment(freq_mask_param=6, time_mask_param=8)
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
+    np.testing.assert_array_equal(layer(x).numpy(), x)
+    masked = layer(x, training=True).numpy()
+    assert masked.shape == x.shape
+    assert (masked == 0).any() and not (x == 0).any()
+
+
+# === Encoders ===
+
+
+def test_image_encoder_shapes_for_any_input_size():
+    spec = mmk.ImageInput("photo", size=(16, 16), backbone="tiny_cnn")
+    for height, width in [(16, 16), (20, 28)]:
+        pixels = np.random.default_rng(0).uniform(0, 255, (3, height, width, 3)).astype("float32")
+        pixels[2] = np.nan
+        out = encode(spec, pixels)
+        assert out["pooled"].shape == (3, 64)
+        assert out["tokens"].shape == (3, 4, 64)  # three stride-2 blocks: 16 -> 2, 2x2 tokens
+        assert out["token_mask"].shape == (3, 4) and out["token_mask"].all()
+        np.testing.assert_array_equal(out["presence"].ravel(), [1.0, 1.0, 0.0])
+        assert np.isfinite(out["pooled"]).all()
+
+
+@pytest.mark.parametrize("encoder", TEXT_ENCODERS)
+def test_text_encoder_learns_wordpiece_vocabulary_and_encodes(encoder):
+    spec = mmk.TextInput("review", encoder=encoder, sequence_length=8, vocabulary_size=200)
+    assert spec.needs_adapt()
+    # The WordPiece learner keeps whole words seen at least 10 times.
+    spec.adapt(np.repeat(TEXTS, 10))
+    assert spec.vocabulary[:len(RESERVED_TOKENS)] == RESERVED_TOKENS
+    assert {w for t in TEXTS for w in t.split()} <= set(spec.vocabulary)
+
+    out = encode(spec, np.append(TEXTS[:3], ""))
+    assert out["tokens"].shape == (4, 8, 128)
+    assert out["pooled"].shape == (4, 128)
+    # [CLS] + 7 word pieces + [SEP] fill 8 positions; "" keeps [CLS] [SEP] only.
+    np.testing.assert_array_equal(out["token_mask"].sum(axis=1), [8, 6, 7, 2])
+    np.testing.assert_array_equal(out["presence"].ravel(), [1.0, 1.0, 1.0, 0.0])
+    assert np.isfinite(out["pooled"]).all()
+
+
+def test_text_adapt_accepts_batched_values():
+    flat = mmk.TextInput("review", vocabulary_size=60)
+    flat.adapt(TEXTS)
+    batched = mmk.TextInput("review", vocabulary_size=60)
+    batched.adapt(TEXTS.reshape(2, 3))  # e.g. from a dataset batched with drop_remainder
+    assert batched.vocabulary == flat.vocabulary
+
+
+def test_text_tokenizer_packs_with_special_tokens():
+    import keras_hub
+
+    vocabulary = RESERVED_TOKENS + ["good", "phone"]
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=vocabulary)
+    layer = TextTokenizer(tokenizer, 5)
+    ids, mask = layer(tf.constant(["good phone", "", "phone good good good"]))
+    np.testing.assert_array_equal(ids.numpy(), [[1, 5, 6, 2, 0], [1, 2, 0, 0, 0], [1, 6, 5, 5, 2]])
+    np.testing.assert_array_equal(mask.numpy(), ids.numpy() > 0)
+    # The special ids live in the config: a reloaded tokenizer has no
+    # vocabulary until its assets load, after the layer is rebuilt.
+    assert layer.get_config()["special_token_ids"] == [1, 2, 0]
+
+
+@pytest.mark.parametrize("encoder, tokens_shape", [("cnn", (4, 256)), ("transformer", (7, 128))])
+def test_audio_encoder_shapes(encoder, tokens_shape):
+    spec = mmk.AudioInput("voice", sample_rate=4000, seconds=0.25, num_mels=16, encoder=encoder)
+    assert spec.num_samples == AUDIO_SAMPLES
+    clips = audio(batch=3)
+    clips[1] = np.nan
+    out = encode(spec, clips)
+    assert out["tokens"].shape == (3, *tokens_shape)
+    assert out["pooled"].shape == (3, tokens_shape[1])
+    np.testing.assert_array_equal(out["presence"].ravel(), [1.0, 0.0, 1.0])
+    assert np.isfinite(out["pooled"]).all()
+
+
+@pytest.mark.parametrize("window", [None, 10])
+def test_sensor_encoder_shapes_with_nan(window):
+    rng = np.random.default_rng(0)
+    shape = (4, 3) if window is None else (4, window, 3)
+    values = rng.normal(size=shape).astype("float32")
+    values[0, ..., 1] = np.nan  # one feature missing: still present
+    values[1] = np.nan  # whole reading missing
+    spec = mmk.SensorInput("readings", features=["t", "v", "i"], window=window, hidden_dim=16)
+    spec.adapt(values)
+    out = encode(spec, values)
+    assert out["pooled"].shape == (4, 16)
+    assert out["tokens"].shape == (4, 1 if window is None else window, 16)
+    np.testing.assert_array_equal(out["presence"].ravel(), [1.0, 0.0, 1.0, 1.0])
+    assert np.isfinite(out["pooled"]).all() and np.isfinite(out["tokens"]).all()
+
+
+ENCODER_CASES = {
+    "image_tiny_cnn": lambda: (mmk.ImageInput("photo", size=(16, 16)),
+                               np.random.default_rng(0).uniform(0, 255, (6, 16, 16, 3)).astype("float32")),
+    **{f"text_{e}": (lambda e=e: (mmk.TextInput("review", encoder=e, sequence_length=8,
+                                                vocabulary_size=200), TEXTS))
+       for e in TEXT_ENCODERS},
+    **{f"audio_{e}": (lambda e=e: (mmk.AudioInput("voice", sample_rate=4000, seconds=0.25,
+                                                  num_mels=16, encoder=e), audio()))
+       for e in ["cnn", "transformer"]},
+    "sensor_flat": lambda: (mmk.SensorInput("readings", features=["t", "v"]),
+                            np.random.default_rng(0).normal(size=(6, 2)).astype("float32")),
+    "sensor_windows": lambda: (mmk.SensorInput("readings", features=["t", "v"], window=10),
+                               np.random.default_rng(0).normal(size=(6, 10, 2)).astype("float32")),
+}
+
+
+@pytest.mark.parametrize("case", ENCODER_CASES)
+def test_every_encoder_weight_gets_a_gradient(case):
+    spec, values = ENCODER_CASES[case]()
+    keras.utils.set_random_seed(0)
+    model = mmk.build_unimodal(spec, TASK, projection_dim=16, adapt_data={spec.name: values})
+    assert zero_gradient_weights(model, {spec.name: values}, LABELS) == []
+
+
+@pytest.mark.parametrize("spec", [
+    mmk.ImageInput("photo", size=(8, 8), backbone="tiny_cnn", weights=None, trainable=False),
+    mmk.TextInput("review", encoder="roberta_tiny", sequence_length=16,
+                  vocabulary=RESERVED_TOKENS + ["a", "b"]),
+    mmk.AudioInput("voice", sample_rate=8000, seconds=0.5, encoder="transformer"),
+    mmk.SensorInput("readings", features=["t"], window=5, mean=[1.0], variance=[4.0]),
+], ids=lambda spec: spec.kind)
+def test_spec_config_round_trip(spec):
+    restored = modalities.from_config(modalities.to_config(spec))
+    assert type(restored) is type(spec)
+    assert restored.get_config() == spec.get_config()
+
+
+def test_unknown_encoders_are_refused_by_name():
+    with pytest.raises(ValueError, match="Unknown text encoder 'gpt'"):
+        mmk.TextInput("review", encoder="gpt")
+    with pytest.raises(ValueError, match="'cnn' or 'transformer'.*'rnn'"):
+        mmk.AudioInput("voice", encoder="rnn")
+    with pytest.raises(ValueError, match="at least one feature"):
+        mmk.SensorInput("readings", features=[])
+
+
+# === Sensors: normalisation in the model, NaN = missing ===
+
+
+def test_sensor_statistics_are_learned_from_training_data_ignoring_nan():
+    train = np.array([[20.0, 1.0, 5.0], [30.0, np.nan, 5.0], [np.nan, 3.0, 5.0]])
+    spec = mmk.SensorInput("readings", features=["t", "v", "constant"])
+    spec.adapt(train)
+    np.testing.assert_allclose(spec.mean, [25.0, 2.0, 5.0])
+    # A constant feature keeps unit variance instead of dividing by zero.
+    np.testing.assert_allclose(spec.variance, [25.0, 1.0, 1.0])
+
+
+def test_sensor_model_normalises_and_turns_nan_into_zero_plus_flag():
+    train = np.random.default_rng(0).normal([10.0, -3.0], [2.0, 0.5], (64, 2)).astype("float32")
+    model = mmk.build_unimodal(mmk.SensorInput("readings", features=["t", "v"]), TASK,
+                               adapt_data={"readings": train})
+    missing = model.get_layer("readings_missing")
+    features = keras.Model(model.input, missing.output[0])
+    x = np.array([[12.0, np.nan], [10.0, -2.0]], "float32")
+    expected_z = (x - train.mean(axis=0)) / train.std(axis=0)
+    np.testing.assert_allclose(features({"readings": x}).numpy(), [
+        [expected_z[0, 0], 0.0, 1.0, 0.0],
+        [expected_z[1, 0], expected_z[1, 1], 1.0, 1.0],
+    ], rtol=1e-4, atol=1e-5)
+    assert np.isfinite(model.predict({"readings": x}, verbose=0)).all()
+
+
+def test_sensor_adapt_refuses_the_wrong_number_of_features():
+    spec = mmk.SensorInput("readings", features=["t", "v", "i"])
+    with pytest.raises(ValueError, match=r"readings.*\[N, 3\].*Received shape \[4, 6\]"):
+        spec.adapt(np.zeros((4, 6)))
+
+
+def test_sensor_without_statistics_explains_how_to_get_them():
+    spec = mmk.SensorInput("readings", features=["t"])
+    with pytest.raises(ValueError, match="adapt_data"):
+        spec.encode(spec.keras_input())
+
+
+# === Frozen encoders ===
+
+
+def _image_dataset(seed=0):
+    rng = np.random.default_rng(seed)
+    pixels = rng.uniform(0, 255, (32, 8, 8, 3)).astype("float32")
+    labels = (pixels.mean(axis=(1, 2, 3)) > 127).astype("int32")
+    return tf.data.Dataset.from_tensor_slices(({"photo": pixels}, labels)).batch(8)
+
+
+def _fit_and_compare(trainable):
+    keras.utils.set_random_seed(0)
+    model = mmk.build_unimodal(mmk.ImageInput("photo", size=(8, 8), trainable=trainable), TASK)
+    backbone = model.get_layer("photo_backbone")
+    before = {v.path: np.array(v) for v in backbone.weights}
+    head_before = np.array(model.get_layer("label").weights[0])
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(_image_dataset(), epochs=2, verbose=0)
+    changed = {v.path for v in backbone.weights if not np.array_equal(before[v.path], np.array(v))}
+    assert not np.array_equal(head_before, np.array(model.get_layer("label").weights[0]))
+    return model, backbone, changed
+
+
+def test_frozen_image_backbone_keeps_weights_and_batchnorm_statistics():
+    model, backbone, changed = _fit_and_compare(trainable=False)
+    assert backbone.trainable_weights == []
+    assert not any(v.path in {w.path for w in backbone.weights} for v in model.trainable_variables)
+    moving = [v.path for v in backbone.weights if "moving" in v.path]
+    assert moving  # tiny_cnn has BatchNorm
+    assert changed == set()
+
+
+def test_trainable_image_backbone_updates_weights_and_batchnorm_statistics():
+    _, backbone, changed = _fit_and_compare(trainable=True)
+    assert {v.path for v in backbone.weights if "moving" in v.path} <= changed
+    assert {v.path for v in backbone.trainable_weights} <= changed
+
+
+def test_frozen_text_encoder_gets_no_gradient():
+    spec = mmk.TextInput("review", sequence_length=8, vocabulary_size=60, trainable=False)
+    model = mmk.build_unimodal(spec, TASK, adapt_data={"review": TEXTS})
+    encoder = model.get_layer("review_encoder")
+    assert encoder.weights and encoder.trainable_weights == []
+    encoder_paths = {v.path for v in encoder.weights}
+    assert not encoder_paths & {v.path for v in model.trainable_variables}
+    assert zero_gradient_weights(model, {"review": TEXTS}, LABELS) == []
