@@ -119,7 +119,6 @@ def _demo_image_size(app):
 def build_app_model(app, specs, train):
     """The fused model of an app, adapted on the training examples."""
     from mmkeras.builder import build_model
-    from mmkeras.tasks import Classification
 
     model_config = dict(app.model)
     return build_model(

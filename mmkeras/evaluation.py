@@ -1044,7 +1044,6 @@ def _png_to_image_batch(png):
 
 
 def _write_tensorboard(results, log_dir, step=0):
-    metric = results["headline"]["metric"]
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
         for name in ("accuracy", "macro_f1", "roc_auc_macro", "pr_auc_macro", "ece", "miss_rate",
