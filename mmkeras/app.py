@@ -188,7 +188,8 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     _train(model, datasets, train_config, multi_label, os.path.join(work_dir, "fused"), fit_options)
 
     model_path = os.path.join(work_dir, "model.keras")
-    model.save(model_path)
+    model.save(model_path + ".partial.keras")  # a crash mid-save keeps the previous model
+    os.replace(model_path + ".partial.keras", model_path)
 
     # === Unimodal baselines ===
     baseline_models = {}

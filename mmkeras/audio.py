@@ -102,10 +102,15 @@ class SpecAugment(keras.layers.Layer):
         if not training:
             return spectrogram
         audio = _tfio_audio()
+        # tfio fails when a mask can be as wide as the axis (short clips, few
+        # mels): cap each mask at the axis length.
+        frames, mels = spectrogram.shape[1], spectrogram.shape[2]
+        freq_param = min(self.freq_mask_param, mels or self.freq_mask_param)
+        time_param = min(self.time_mask_param, frames or self.time_mask_param)
 
         def mask(example):
-            example = audio.freq_mask(example, param=self.freq_mask_param)
-            return audio.time_mask(example, param=self.time_mask_param)
+            example = audio.freq_mask(example, param=freq_param)
+            return audio.time_mask(example, param=time_param)
 
         return tf.map_fn(mask, spectrogram)
 

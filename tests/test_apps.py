@@ -52,3 +52,14 @@ def test_load_app_rejects_bad_configs(tmp_path):
         "name: x\ndata: {labels: [a, b], label_column: y}\ninputs: [{kind: text}]\n")
     with pytest.raises(ValueError, match=r"inputs\[0\] needs `kind` and `name`"):
         load_app(tmp_path)
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_fused_model_beats_every_unimodal_baseline(name, tmp_path):
+    # A reduced but learnable setting: 700 demo examples, 12 epochs.
+    results = run_app(app_path(name), work_dir=tmp_path / "run", num_examples=700, epochs=12,
+                      export=False, verbose=0)
+    comparison = results["report"]["baselines"]
+    assert comparison["metric"] == results["report"]["headline"]["metric"]
+    for baseline, entry in comparison["baselines"].items():
+        assert comparison["model"] > entry["value"], (baseline, comparison)

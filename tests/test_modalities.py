@@ -115,6 +115,13 @@ def test_spec_augment_masks_only_in_training():
     assert (masked == 0).any() and not (x == 0).any()
 
 
+def test_spec_augment_handles_masks_wider_than_the_spectrogram():
+    layer = SpecAugment(freq_mask_param=8, time_mask_param=10)
+    x = np.ones((4, 5, 4), "float32")  # 5 frames, 4 mels
+    for _ in range(10):  # random widths: exercise several
+        assert layer(x, training=True).shape == x.shape
+
+
 # === Encoders ===
 
 
@@ -224,6 +231,21 @@ def test_every_encoder_weight_gets_a_gradient(case):
     assert zero_gradient_weights(model, {spec.name: values}, LABELS) == []
 
 
+@pytest.mark.parametrize("case", ENCODER_CASES)
+def test_encoder_rebuilt_from_its_config_computes_the_same(case):
+    spec, values = ENCODER_CASES[case]()
+    keras.utils.set_random_seed(0)
+    model = mmk.build_unimodal(spec, TASK, projection_dim=16, adapt_data={spec.name: values})
+    # The config now holds what adapt() learned (vocabulary, statistics).
+    restored = modalities.from_config(modalities.to_config(spec))
+    assert not restored.needs_adapt()
+    keras.utils.set_random_seed(1)
+    rebuilt = mmk.build_unimodal(restored, TASK, projection_dim=16)
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt({spec.name: values}).numpy(), model({spec.name: values}).numpy(),
+                               rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("spec", [
     mmk.ImageInput("photo", size=(8, 8), backbone="tiny_cnn", weights=None, trainable=False),
     mmk.TextInput("review", encoder="roberta_tiny", sequence_length=16,
@@ -273,6 +295,23 @@ def test_sensor_model_normalises_and_turns_nan_into_zero_plus_flag():
     assert np.isfinite(model.predict({"readings": x}, verbose=0)).all()
 
 
+def test_large_sensor_readings_survive_mixed_precision():
+    train = np.array([[101325.0, 2.0], [99000.0, 4.0], [102000.0, 3.0]], "float32")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = mmk.build_unimodal(mmk.SensorInput("readings", features=["pa", "v"]), TASK,
+                                   adapt_data={"readings": train})
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    # float16 overflows at 65504: the readings must not turn into inf or NaN.
+    features, presence = keras.Model(model.input, model.get_layer("readings_missing").output)(
+        {"readings": train})
+    np.testing.assert_array_equal(presence.numpy().ravel(), [1.0, 1.0, 1.0])
+    expected = (train - train.mean(axis=0)) / train.std(axis=0)
+    np.testing.assert_allclose(features.numpy()[:, :2], expected, rtol=1e-4, atol=1e-4)
+    assert np.isfinite(model({"readings": train}).numpy()).all()
+
+
 def test_sensor_adapt_refuses_the_wrong_number_of_features():
     spec = mmk.SensorInput("readings", features=["t", "v", "i"])
     with pytest.raises(ValueError, match=r"readings.*\[N, 3\].*Received shape \[4, 6\]"):
@@ -308,6 +347,12 @@ def _fit_and_compare(trainable):
     return model, backbone, changed
 
 
+def _backbone_runs_in_inference_mode_when_training(model):
+    features = keras.Model(model.input, model.get_layer("photo_pool").output)
+    x = {"photo": np.random.default_rng(1).uniform(0, 255, (8, 8, 8, 3)).astype("float32")}
+    return np.allclose(features(x, training=True).numpy(), features(x, training=False).numpy(), atol=1e-6)
+
+
 def test_frozen_image_backbone_keeps_weights_and_batchnorm_statistics():
     model, backbone, changed = _fit_and_compare(trainable=False)
     assert backbone.trainable_weights == []
@@ -315,12 +360,15 @@ def test_frozen_image_backbone_keeps_weights_and_batchnorm_statistics():
     moving = [v.path for v in backbone.weights if "moving" in v.path]
     assert moving  # tiny_cnn has BatchNorm
     assert changed == set()
+    # BatchNorm normalises with its moving statistics even in a training step.
+    assert _backbone_runs_in_inference_mode_when_training(model)
 
 
 def test_trainable_image_backbone_updates_weights_and_batchnorm_statistics():
-    _, backbone, changed = _fit_and_compare(trainable=True)
+    model, backbone, changed = _fit_and_compare(trainable=True)
     assert {v.path for v in backbone.weights if "moving" in v.path} <= changed
     assert {v.path for v in backbone.trainable_weights} <= changed
+    assert not _backbone_runs_in_inference_mode_when_training(model)
 
 
 def test_frozen_text_encoder_gets_no_gradient():

@@ -27,8 +27,8 @@ class AudioInput(Modality):
     >>> spec.num_samples
     8000
     >>> encoded = spec.encode(spec.keras_input())
-    >>> encoded.pooled.shape[-1]
-    128
+    >>> encoded.pooled.shape[-1]  # 64 mels / 8 after the CNN, x 128 channels
+    1024
     """
 
     kind = "audio"
@@ -52,7 +52,9 @@ class AudioInput(Modality):
         return keras.Input(shape=(self.num_samples,), dtype="float32", name=self.name)
 
     def encode(self, x):
-        waveform, presence = SplitMissing(name=f"{self.name}_missing")(x)
+        # float32 under mixed precision too: the log-mel front end needs the
+        # waveform's full resolution.
+        waveform, presence = SplitMissing(dtype="float32", name=f"{self.name}_missing")(x)
         # 25 ms windows, 10 ms hops, as speech and sound-event models use.
         log_mel = LogMelSpectrogram(
             sample_rate=self.sample_rate, fft_size=_next_power_of_two(self.sample_rate // 40),

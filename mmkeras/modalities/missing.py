@@ -61,7 +61,8 @@ class TextPresence(keras.layers.Layer):
     """Presence flag `[B, 1]` of a string input: 0.0 for the empty string.
 
     Example:
-    >>> TextPresence()(["great", ""]).numpy().ravel().tolist()
+    >>> import numpy as np
+    >>> TextPresence()(np.array(["great", ""])).numpy().ravel().tolist()
     [1.0, 0.0]
     """
 

@@ -77,9 +77,11 @@ class SensorInput(Modality):
                 f"SensorInput({self.name!r}) has no feature statistics: pass `mean=` and "
                 f"`variance=`, or build with `adapt_data=` so it learns them."
             )
-        x = keras.layers.Normalization(mean=self.mean, variance=self.variance,
+        # float32 even under mixed precision: raw readings such as 101325 Pa
+        # overflow float16 to inf, and inf - inf would pass for missing.
+        x = keras.layers.Normalization(mean=self.mean, variance=self.variance, dtype="float32",
                                        name=f"{self.name}_normalize")(x)
-        features, presence = SplitMissingFeatures(name=f"{self.name}_missing")(x)
+        features, presence = SplitMissingFeatures(dtype="float32", name=f"{self.name}_missing")(x)
         if self.window is None:
             hidden = keras.layers.Dense(self.hidden_dim, activation="gelu", name=f"{self.name}_dense0")(features)
             pooled = keras.layers.Dense(self.hidden_dim, activation="gelu", name=f"{self.name}_dense1")(hidden)
