@@ -197,3 +197,20 @@ def test_tfrecords_give_the_same_examples_as_the_manifest(demo_dir, tmp_path):
     np.testing.assert_array_equal(yr.numpy()[order_r], ym.numpy()[order_m])
     for name in ("part_image", "machine_sound", "readings"):
         np.testing.assert_allclose(xr[name].numpy()[order_r], xm[name].numpy()[order_m], equal_nan=True)
+
+
+def test_training_augmentation_changes_images_but_keeps_missing_ones(demo_dir, tmp_path):
+    def blank_first_image(rows):
+        rows[0]["part_image"] = ""
+
+    examples, _ = load(rewrite_manifest(demo_dir, tmp_path, blank_first_image))
+    specs = [mmk.ImageInput("part_image", size=(32, 32), augment="randaugment")]
+    plain = next(iter(make_dataset(examples, specs, batch_size=12)))[0]["part_image"].numpy()
+    augmented = next(iter(make_dataset(examples, specs, batch_size=12, training=True,
+                                       seed=1)))[0]["part_image"].numpy()
+    missing = np.isnan(augmented).all(axis=(1, 2, 3))
+    assert np.isnan(plain[0]).all() and missing.sum() == 1 and not np.isnan(augmented[~missing]).any()
+    # Shuffled and augmented: compare the pixel distributions of the present images.
+    assert not np.allclose(np.sort(plain[1:].ravel()), np.sort(augmented[~missing].ravel()))
+    with pytest.raises(ValueError, match="augment"):
+        mmk.ImageInput("photo", augment="mixup")

@@ -14,7 +14,7 @@ def make_dataset(examples, specs, *, batch_size=32, training=False, seed=0, cach
 
     Files are read and decoded in parallel with the same functions the
     serving signature uses. Training datasets are shuffled and augmented
-    (random flips and RandAugment for images whose spec has `augment=True`);
+    (random flips, and RandAugment where an image spec asks for it);
     SpecAugment for audio runs inside the model.
 
     Example:
@@ -97,7 +97,7 @@ def _compressed_to_wav(path):
 
 
 def _image_augmenter(kind, seed):
-    """`"flip"` (or True): random horizontal flips; `"randaugment"`: plus RandAugment.
+    """`"flip"`: random horizontal flips; `"randaugment"`: plus RandAugment.
 
     Keras core's augmentation layers (KerasCV's successors), applied in the
     training pipeline only, never inside the model. RandAugment changes

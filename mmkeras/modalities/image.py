@@ -23,7 +23,10 @@ class ImageInput(Modality):
             directory, a `.weights.h5` file, or a preset handle (network).
         trainable: `False` freezes the backbone and keeps its BatchNorm in
             inference mode; `True` fine-tunes it.
-        augment: random flips/contrast in the training pipeline.
+        augment: training-pipeline augmentation: `"flip"` (or `True`) for
+            random horizontal flips, `"randaugment"` for flips plus
+            RandAugment (it changes colours, so opt in only where colour
+            does not carry the label), `False` for none.
 
     Example:
     >>> spec = ImageInput("photo", size=(32, 32), backbone="tiny_cnn")
@@ -42,7 +45,10 @@ class ImageInput(Modality):
         self.backbone = backbone
         self.weights = weights
         self.trainable = bool(trainable)
-        self.augment = bool(augment)
+        if augment not in (True, False, "flip", "randaugment"):
+            raise ValueError(f"ImageInput augment must be False, True, 'flip' or 'randaugment'. "
+                             f"Received: {augment!r}")
+        self.augment = "flip" if augment is True else augment
 
     def keras_input(self):
         return keras.Input(shape=(None, None, 3), dtype="float32", name=self.name)
