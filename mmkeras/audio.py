@@ -119,7 +119,7 @@ class SpecAugment(keras.layers.Layer):
                 "time_mask_param": self.time_mask_param}
 
 
-def decode_compressed_audio(path, sample_rate):
+def decode_compressed_audio(path):
     """Decodes FLAC/OGG/MP3 (tfio kernels) -> mono float32 `[samples]` and rate.
 
     For training pipelines only: the serving signature accepts WAV.
