@@ -6,6 +6,7 @@ baseline per modality, evaluate them side by side, and export the fused model
 as a SavedModel.
 """
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -182,10 +183,13 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
                     if train_config.get("class_weights") and not multi_label else None)
 
     # === Fused model ===
-    model = build_app_model(app, specs, train)
-    fit_options = dict(epochs=epochs or train_config.get("epochs", 10), class_weight=class_weight,
-                       verbose=verbose)
-    _train(model, datasets, train_config, multi_label, os.path.join(work_dir, "fused"), fit_options)
+    with _precision(train_config.get("precision", "float32")):
+        distribution = training.strategy(train_config.get("strategy", "default"))
+        with distribution.scope():
+            model = build_app_model(app, specs, train)
+        fit_options = dict(epochs=epochs or train_config.get("epochs", 10), class_weight=class_weight,
+                           verbose=verbose)
+        _train(model, datasets, app, os.path.join(work_dir, "fused"), fit_options)
 
     model_path = os.path.join(work_dir, "model.keras")
     model.save(model_path + ".partial.keras")  # a crash mid-save keeps the previous model
@@ -195,9 +199,10 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     baseline_models = {}
     if baselines:
         for spec in specs:
-            baseline = build_unimodal(spec, _task(app), projection_dim=app.model.get("projection_dim", 128))
             print(f"[{app.name}] baseline: {spec.name} only")
-            _train(baseline, _only(datasets, spec.name), train_config, multi_label,
+            with _precision(train_config.get("precision", "float32")), distribution.scope():
+                baseline = build_unimodal(spec, _task(app), projection_dim=app.model.get("projection_dim", 128))
+            _train(baseline, _only(datasets, spec.name), app,
                    os.path.join(work_dir, f"baseline_{spec.name}"), fit_options)
             baseline_models[f"{spec.name} only"] = (baseline, spec.name)
 
@@ -222,17 +227,38 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     print(table)
     if export_path:
         print(f"[{app.name}] exported to {export_path}; report in {os.path.join(work_dir, 'report')}")
-    return {"report": report, "export_path": export_path, "model_path": model_path, "results_table": table, "model": model,
-            "baselines": baseline_models}
+    return {"report": report, "export_path": export_path, "model_path": model_path,
+            "results_table": table, "model": model, "baselines": baseline_models}
 
 
-def _train(model, datasets, train_config, multi_label, out_dir, fit_options):
+def _train(model, datasets, app, out_dir, fit_options):
+    from mmkeras import evaluation, training
+
+    config, multi_label = app.training, app.data.get("multi_label", False)
+    training.compile_model(model, multi_label=multi_label, learning_rate=config.get("learning_rate", 1e-3),
+                           jit_compile=config.get("jit_compile", False))
+    confusion = None if multi_label else evaluation.ConfusionMatrixCallback(
+        datasets["val"], app.data["labels"], os.path.join(out_dir, "tensorboard"))
+    hparams = {key: value for key, value in {**app.model, **config}.items()
+               if isinstance(value, (bool, int, float, str))}
+    training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir,
+                 patience=config.get("patience", 8), confusion_matrix=confusion, hparams=hparams,
+                 **fit_options)
+
+
+@contextlib.contextmanager
+def _precision(policy):
+    """Sets the Keras dtype policy for a block (models built inside keep it)."""
+    import keras
+
     from mmkeras import training
 
-    training.compile_model(model, multi_label=multi_label,
-                           learning_rate=train_config.get("learning_rate", 1e-3))
-    training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir,
-                 patience=train_config.get("patience", 8), **fit_options)
+    previous = keras.config.dtype_policy()
+    training.set_precision(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _only(datasets, name):
