@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from mmkeras import modalities
-from mmkeras.data.manifest import Examples, load_examples
+from mmkeras.data.manifest import Examples, load_examples, raw_file_bytes
 from mmkeras.data.pipeline import make_dataset
 
 SECTIONS = ("data", "inputs", "model", "training", "evaluation", "export")
@@ -79,6 +79,13 @@ def split_examples(examples, validation_fraction, test_fraction, seed=0):
     num_test = int(round(len(order) * test_fraction))
     num_val = int(round(len(order) * validation_fraction))
     parts = (order[num_test + num_val:], order[num_test:num_test + num_val], order[:num_test])
+    empty = [name for name, part in zip(("train", "validation", "test"), parts) if len(part) == 0]
+    if empty:
+        raise ValueError(
+            f"{len(examples)} example(s) with validation_fraction={validation_fraction} and "
+            f"test_fraction={test_fraction} leave the {' and '.join(empty)} split(s) empty; "
+            f"use more data or other fractions."
+        )
     return tuple(_subset(examples, np.sort(indices)) for indices in parts)
 
 
@@ -110,6 +117,38 @@ def prepare_data(app, manifest=None, work_dir="runs", num_examples=None, seed=0)
     splits = split_examples(examples, data.get("validation_fraction", 0.15),
                             data.get("test_fraction", 0.15), seed=seed)
     return manifest, splits
+
+
+SPLIT_FILE = "split.json"
+
+
+def _write_split(work_dir, manifest, seed, train, val, test):
+    """Records which manifest rows went to which split, for `mmkeras evaluate`."""
+    import json
+
+    record = {"manifest": os.path.abspath(manifest), "seed": seed,
+              "rows": {"train": train.rows, "validation": val.rows, "test": test.rows}}
+    path = os.path.join(work_dir, SPLIT_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(path + ".tmp", path)
+
+
+def recorded_test_split(app, work_dir):
+    """The test examples of the run in `work_dir` (the rows its model never trained on)."""
+    import json
+
+    path = os.path.join(work_dir, SPLIT_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No {SPLIT_FILE} in {work_dir}: run `mmkeras run` or `mmkeras train` "
+                                f"there first, or pass --data to evaluate on another manifest.")
+    with open(path) as f:
+        record = json.load(f)
+    examples, _ = load_examples(record["manifest"], app.specs(), app.data["label_column"],
+                                app.data["labels"], multi_label=app.data.get("multi_label", False),
+                                on_error="skip", report_path=os.path.join(work_dir, "skipped_rows.csv"))
+    position = {row: i for i, row in enumerate(examples.rows)}
+    return _subset(examples, np.asarray([position[row] for row in record["rows"]["test"] if row in position]))
 
 
 def _demo_image_size(app):
@@ -174,6 +213,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
 
     # === Data ===
     manifest, (train, val, test) = prepare_data(app, manifest, work_dir, num_examples, seed)
+    _write_split(work_dir, manifest, seed, train, val, test)
     print(f"[{app.name}] data: {manifest} -> {len(train)} train / {len(val)} validation / {len(test)} test")
     specs = app.specs()
     batch_size = train_config.get("batch_size", 32)
@@ -273,7 +313,7 @@ def raw_examples(examples, specs, count=4):
         for spec in specs:
             value = examples.columns[spec.name][i]
             if spec.kind in ("image", "audio"):
-                value = open(value, "rb").read() if value else b""
+                value = raw_file_bytes(value, spec.kind) if value else b""
             elif spec.kind == "sensor":
                 value = np.asarray(value, "float32").tolist()
             example[spec.name] = value

@@ -51,8 +51,13 @@ def _parser():
     train = _app_command(commands, "train", "train the fused model and save it as .keras")
     train.set_defaults(handler=_train)
 
-    evaluate = _app_command(commands, "evaluate", "evaluate a saved model on the test split")
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on its run's test split",
+                                   description="Evaluate a .keras model on the test rows recorded by "
+                                               "its run (runs/<app>/split.json), or on all of --data.")
+    evaluate.add_argument("app", help="an app folder (apps/<name>) or its app.yaml")
     evaluate.add_argument("--model", required=True, help="a .keras file")
+    evaluate.add_argument("--data", help="evaluate on every row of this manifest instead")
+    evaluate.add_argument("--work-dir", help="the run folder (default: runs/<app>)")
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser("export", help="export a .keras model as a TF Serving SavedModel")
@@ -103,12 +108,17 @@ def _evaluate(args):
 
     import mmkeras  # noqa: F401  (registers the layers)
     from mmkeras import evaluation
-    from mmkeras.app import load_app, prepare_data
+    from mmkeras.app import load_app, recorded_test_split
+    from mmkeras.data.manifest import load_examples
     from mmkeras.data.pipeline import make_dataset
 
     app = load_app(args.app)
     work_dir = args.work_dir or os.path.join("runs", app.name)
-    _, (_, _, test) = prepare_data(app, args.data, work_dir, args.examples, args.seed)
+    if args.data:
+        test, _ = load_examples(args.data, app.specs(), app.data["label_column"], app.data["labels"],
+                                multi_label=app.data.get("multi_label", False))
+    else:
+        test = recorded_test_split(app, work_dir)
     model = keras.saving.load_model(args.model, safe_mode=True)
     report = evaluation.evaluate(
         model, make_dataset(test, app.specs(), batch_size=app.training.get("batch_size", 32)),

@@ -74,12 +74,31 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
 
             write_warmup_requests(tmp_dir, os.path.basename(os.path.normpath(base_dir)),
                                   [samples])
-        if os.path.exists(final_dir):
-            shutil.rmtree(final_dir)
-        os.rename(tmp_dir, final_dir)
+        _move_into_place(tmp_dir, final_dir, version)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return final_dir
+
+
+def _move_into_place(tmp_dir, final_dir, version):
+    """Renames the finished export to its version folder.
+
+    An existing version (overwrite=True) is renamed aside first, so a server
+    always finds either the old or the new complete version.
+    """
+    old = None
+    if os.path.exists(final_dir):
+        old = f"{os.path.dirname(final_dir)}/.old-{version}-{uuid.uuid4().hex[:8]}"
+        os.rename(final_dir, old)
+    try:
+        os.rename(tmp_dir, final_dir)
+    except OSError as e:
+        if old and not os.path.exists(final_dir):
+            os.rename(old, final_dir)  # keep serving the old version
+        raise FileExistsError(f"Could not move the export into {final_dir} ({e}); another export "
+                              f"running? Export again with another version.") from e
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def next_version(base_dir):

@@ -97,9 +97,13 @@ def test_cli_run_and_evaluate(tmp_path, capsys):
     assert cli_main(["run", app_path("inspection"), "--examples", "30", "--epochs", "1",
                      "--work-dir", work, "--export-dir", str(tmp_path / "models"), "--no-baselines"]) == 0
     assert os.path.isdir(tmp_path / "models" / "1")
+    os.remove(os.path.join(work, "report", "metrics.json"))
     assert cli_main(["evaluate", app_path("inspection"), "--model", os.path.join(work, "model.keras"),
-                     "--examples", "30", "--work-dir", work]) == 0
-    assert "miss_rate" in json.load(open(os.path.join(work, "report", "metrics.json")))["metrics"]
+                     "--work-dir", work]) == 0
+    report = json.load(open(os.path.join(work, "report", "metrics.json")))
+    split = json.load(open(os.path.join(work, "split.json")))
+    assert "miss_rate" in report["metrics"] and report["num_examples"] == len(split["rows"]["test"])
+    assert not set(split["rows"]["test"]) & set(split["rows"]["train"])
 
 
 def test_load_app_rejects_bad_configs(tmp_path):

@@ -232,3 +232,34 @@ def test_flac_audio_is_decoded_through_tensorflow_io(tmp_path):
     write_tfrecords(examples, [spec], tmp_path / "records", num_shards=1)
     from_records = tfrecord_dataset(str(tmp_path / "records" / "*.tfrecord"), [spec], num_classes=2, batch_size=1)
     np.testing.assert_allclose(next(iter(from_records))[0]["voice"].numpy()[0], waveform, atol=1e-4)
+
+
+def test_structural_problems_name_their_row(tmp_path):
+    specs = [mmk.TextInput("note"), mmk.SensorInput("vitals", features=["hr"])]
+    (tmp_path / "m.csv").write_text("note,hr,label\nfine,60,ok\nshort row\ntoo,70,ok,many\n   ,,ok\n")
+    with pytest.raises(ManifestError) as info:
+        load_examples(tmp_path / "m.csv", specs, "label", ["ok", "bad"])
+    found = {(e.row, e.column): e.reason for e in info.value.errors}
+    assert "fewer fields" in found[(2, "hr")] and "fewer fields" in found[(2, "label")]
+    assert "more field(s)" in found[(3, "*")]
+    assert "every modality of this example is missing" in found[(4, "*")]  # blank text is missing
+    (tmp_path / "m.jsonl").write_text('{"note": "a", "hr": 1, "label": "ok"}\n{"note": "b", "labl": "ok"}\n[1, 2]\n')
+    with pytest.raises(ManifestError, match="row 3, column '\\*': expected a JSON object"):
+        load_examples(tmp_path / "m.jsonl", specs, "label", ["ok", "bad"])
+    (tmp_path / "m.jsonl").write_text('{"note": "a", "hr": 1, "label": "ok"}\n{"note": "b", "labl": "ok"}\n')
+    with pytest.raises(ManifestError) as info:
+        load_examples(tmp_path / "m.jsonl", specs, "label", ["ok", "bad"])
+    assert {(e.row, e.column) for e in info.value.errors} == {(2, "hr"), (2, "label")}
+
+
+def test_empty_and_tiny_wav_files(tmp_path):
+    for name, frames, rate in (("empty.wav", 0, 44100), ("one.wav", 1, 44100)):
+        (tmp_path / name).write_bytes(tf.audio.encode_wav(np.zeros((frames, 1), "float32"), rate).numpy())
+    (tmp_path / "m.csv").write_text("voice,label\nempty.wav,ok\none.wav,ok\n")
+    spec = mmk.AudioInput("voice", sample_rate=16000, seconds=0.1)
+    examples, errors = load_examples(tmp_path / "m.csv", [spec], "label", ["ok", "bad"], on_error="skip",
+                                     report_path=tmp_path / "skipped.csv")
+    assert [(e.row, "no samples" in e.reason) for e in errors] == [(1, True)]
+    # The one-sample clip resamples to nothing: zeros, not a crashed process.
+    waveform = next(iter(make_dataset(examples, [spec], batch_size=1)))[0]["voice"].numpy()
+    assert waveform.shape == (1, 1600) and (waveform == 0).all()

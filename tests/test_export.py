@@ -57,7 +57,8 @@ def test_next_version_and_no_silent_overwrite(exported, tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         export(model, base, version=1, specs=specs, warmup=False)
     assert export(model, base, specs=specs, warmup=False).endswith("2")
-    assert sorted(os.listdir(base)) == ["1", "2"]
+    assert export(model, base, version=2, specs=specs, warmup=False, overwrite=True).endswith("2")
+    assert sorted(os.listdir(base)) == ["1", "2"]  # replaced in place, no temp or old folders left
 
 
 FRESH_PROCESS = textwrap.dedent("""

@@ -36,11 +36,12 @@ def decode_image(encoded, size):
 
 
 def decode_wav(encoded, sample_rate, num_samples):
-    """WAV bytes -> mono float32 `[num_samples]` at `sample_rate`.
+    """16-bit PCM WAV bytes -> mono float32 `[num_samples]` at `sample_rate`.
 
     Multi-channel audio is averaged to mono, another rate is resampled
     (band-limited, core TF ops), and the clip is cropped or zero-padded to
-    `num_samples`.
+    `num_samples`. Only the part of the clip that survives the crop is
+    resampled, so a long clip costs no more than a short one.
 
     Example:
     >>> import tensorflow as tf
@@ -52,7 +53,9 @@ def decode_wav(encoded, sample_rate, num_samples):
     def decode():
         audio, rate = tf.audio.decode_wav(encoded)
         mono = tf.reduce_mean(audio, axis=-1)
-        return fit_length(resample(mono, rate, sample_rate), num_samples)
+        # Samples at the input rate that cover `num_samples` at the output rate.
+        needed = (tf.cast(num_samples, tf.int64) * tf.cast(rate, tf.int64)) // sample_rate + 1
+        return fit_length(resample(mono[:needed], rate, sample_rate), num_samples)
 
     missing = tf.fill((num_samples,), float("nan"))
     return tf.cond(tf.strings.length(encoded) > 0, decode, lambda: missing)
@@ -62,7 +65,8 @@ def resample(waveform, rate_in, rate_out):
     """Band-limited resampling of a 1-D waveform by FFT truncation/zero-padding.
 
     The same method as `scipy.signal.resample`, built from RFFT/IRFFT so it
-    serves on stock TF Serving (tensorflow-io's resampler is a custom op).
+    serves on stock TF Serving (tensorflow-io's resampler is a custom op). An
+    empty clip, or one too short to give a single output sample, gives zeros.
 
     Example:
     >>> import tensorflow as tf
@@ -71,10 +75,10 @@ def resample(waveform, rate_in, rate_out):
     """
     rate_in = tf.cast(rate_in, tf.int64)
     rate_out = tf.cast(rate_out, tf.int64)
+    n_in = tf.shape(waveform, out_type=tf.int64)[0]
+    n_out = (n_in * rate_out + rate_in // 2) // tf.maximum(rate_in, 1)
 
     def convert():
-        n_in = tf.shape(waveform, out_type=tf.int64)[0]
-        n_out = (n_in * rate_out + rate_in // 2) // rate_in
         spectrum = tf.signal.rfft(waveform, fft_length=[tf.cast(n_in, tf.int32)])
         bins_out = n_out // 2 + 1
         kept = spectrum[: tf.minimum(tf.shape(spectrum, out_type=tf.int64)[0], bins_out)]
@@ -82,7 +86,11 @@ def resample(waveform, rate_in, rate_out):
         out = tf.signal.irfft(kept, fft_length=[tf.cast(n_out, tf.int32)])
         return out * tf.cast(n_out, tf.float32) / tf.cast(n_in, tf.float32)
 
-    return tf.cond(tf.equal(rate_in, rate_out), lambda: tf.identity(waveform), convert)
+    # A zero-length FFT aborts the whole process: never run one.
+    empty = tf.logical_or(tf.equal(n_in, 0), tf.equal(n_out, 0))
+    return tf.cond(
+        tf.equal(rate_in, rate_out), lambda: tf.identity(waveform),
+        lambda: tf.cond(empty, lambda: tf.zeros([n_out], waveform.dtype), convert))
 
 
 def fit_length(waveform, num_samples):

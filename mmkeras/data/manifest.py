@@ -20,6 +20,9 @@ import tensorflow as tf
 
 COMPRESSED_AUDIO = (".flac", ".ogg", ".mp3")
 
+# What csv.DictReader puts in the fields a short row lacks.
+SHORT_ROW = "\x00short row"
+
 RowError = collections.namedtuple("RowError", ["manifest", "row", "column", "reason"])
 RowError.__str__ = lambda e: f"{e.manifest}, row {e.row}, column {e.column!r}: {e.reason}"
 
@@ -64,11 +67,15 @@ def read_manifest(path):
             for number, line in enumerate(f, start=1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except json.JSONDecodeError as e:
                         raise ManifestError([RowError(path, number, "*", f"not valid JSON: {e}")])
+                    if not isinstance(row, dict):
+                        raise ManifestError([RowError(path, number, "*", f"expected a JSON object "
+                                                      f"per line, got {type(row).__name__}")])
+                    rows.append(row)
             return rows
-        return list(csv.DictReader(f))
+        return list(csv.DictReader(f, restval=SHORT_ROW))
 
 
 def load_examples(path, specs, label_column, labels, multi_label=False, on_error="raise",
@@ -117,14 +124,18 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
 def _check_columns(path, rows, specs, label_column):
     if not rows:
         raise ManifestError([RowError(path, 0, "*", "the manifest has no rows")])
-    present = set().union(*(row.keys() for row in rows[:1]))
-    needed = [label_column]
-    for spec in specs:
-        needed += spec.features if spec.kind == "sensor" else [spec.name]
-    missing = [c for c in needed if c not in present]
+    present = set(rows[0].keys())
+    missing = [c for c in _needed_columns(specs, label_column) if c not in present]
     if missing:
         raise ManifestError([RowError(path, 1, c, f"column not found (columns: {sorted(present)})")
                              for c in missing])
+
+
+def _needed_columns(specs, label_column):
+    needed = [label_column]
+    for spec in specs:
+        needed += spec.features if spec.kind == "sensor" else [spec.name]
+    return needed
 
 
 def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label):
@@ -133,6 +144,16 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
     def fail(column, reason):
         errors.append(RowError(path, number, column, reason))
 
+    if None in row:  # csv.DictReader puts surplus fields under the key None
+        fail("*", f"{len(row[None])} more field(s) than the header has")
+    for column in _needed_columns(specs, label_column):
+        if column not in row:
+            fail(column, "missing field (use an empty value for a missing modality)")
+        elif row[column] == SHORT_ROW:
+            fail(column, "the row has fewer fields than the header")
+    if errors:
+        return {}, errors
+
     for spec in specs:
         if spec.kind == "sensor":
             parsed[spec.name] = [_parse_number(row.get(f), lambda r, f=f: fail(f, r)) for f in spec.features]
@@ -140,7 +161,9 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
             value = row.get(spec.name)
             if value is not None and not isinstance(value, str):
                 fail(spec.name, f"expected text, got {type(value).__name__} {value!r}")
-            parsed[spec.name] = value or ""
+                value = None
+            # Blank text is missing text, as the model's TextPresence sees it.
+            parsed[spec.name] = value if value and value.strip() else ""
         else:
             parsed[spec.name] = _check_file(base, row.get(spec.name), spec.kind,
                                             lambda r, c=spec.name: fail(c, r))
@@ -176,20 +199,32 @@ def _check_file(base, value, kind, fail):
         fail(f"file not found: {path}")
         return ""
     try:
-        content = tf.io.gfile.GFile(path, "rb").read()
+        content = raw_file_bytes(path, kind)
         if kind == "image":
             tf.io.decode_image(content, channels=3, expand_animations=False)
-        elif path.lower().endswith(COMPRESSED_AUDIO):
-            from mmkeras.audio import decode_compressed_audio
-
-            decode_compressed_audio(path)
-        else:
-            tf.audio.decode_wav(content)
+        elif tf.audio.decode_wav(content).audio.shape[0] == 0:
+            fail(f"audio file {path} has no samples")
+            return ""
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         fail(f"cannot decode {kind} file {path}: {reason}")
         return ""
     return path
+
+
+def raw_file_bytes(path, kind):
+    """A file's bytes as a client would send them: FLAC/OGG/MP3 become WAV.
+
+    The serving signature takes WAV; compressed audio is decoded with
+    tensorflow-io here, in the data pipeline only.
+    """
+    if kind == "audio" and path.lower().endswith(COMPRESSED_AUDIO):
+        from mmkeras.audio import decode_compressed_audio
+
+        samples, rate = decode_compressed_audio(path)
+        return tf.audio.encode_wav(samples[:, None], rate).numpy()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
 
 
 def _parse_label(value, label_ids, multi_label, fail):
@@ -223,8 +258,8 @@ def _to_examples(good, specs, num_classes, multi_label):
 def _write_report(report_path, errors):
     """Writes the skipped rows atomically (temp file, then rename)."""
     tmp = f"{report_path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with tf.io.gfile.GFile(tmp, "w") as f:
         writer = csv.writer(f)
         writer.writerow(["manifest", "row", "column", "reason"])
         writer.writerows(errors)
-    os.replace(tmp, report_path)
+    tf.io.gfile.rename(tmp, report_path, overwrite=True)

@@ -4,18 +4,22 @@ import keras
 import tensorflow as tf
 
 from mmkeras.data.decode import decode_image, decode_wav
-from mmkeras.data.manifest import COMPRESSED_AUDIO
+from mmkeras.data.manifest import COMPRESSED_AUDIO, raw_file_bytes
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def make_dataset(examples, specs, *, batch_size=32, training=False, seed=0, cache=True):
+CACHE_LIMIT_BYTES = 2 << 30
+
+
+def make_dataset(examples, specs, *, batch_size=32, training=False, seed=0, cache=None):
     """A dataset of `(inputs, labels)` batches from validated `Examples`.
 
     Files are read and decoded in parallel with the same functions the
     serving signature uses. Training datasets are shuffled and augmented
     (random flips, and RandAugment where an image spec asks for it);
-    SpecAugment for audio runs inside the model.
+    SpecAugment for audio runs inside the model. `cache=None` keeps the
+    decoded examples in memory when they fit in `CACHE_LIMIT_BYTES`.
 
     Example:
     >>> import numpy as np, mmkeras as mmk
@@ -28,11 +32,13 @@ def make_dataset(examples, specs, *, batch_size=32, training=False, seed=0, cach
     columns = {spec.name: examples.columns[spec.name] for spec in specs}
     dataset = tf.data.Dataset.from_tensor_slices((_as_tensors(columns, specs), examples.labels))
     dataset = dataset.map(lambda x, y: (_read_files(x, specs), y), num_parallel_calls=AUTOTUNE)
+    if cache is None:
+        cache = len(examples) * _decoded_bytes(specs) <= CACHE_LIMIT_BYTES
     return finish(dataset, specs, batch_size=batch_size, training=training, seed=seed, cache=cache,
                   size=len(examples))
 
 
-def finish(raw, specs, *, batch_size, training, seed=0, cache=True, size=None):
+def finish(raw, specs, *, batch_size, training, seed=0, cache=False, size=None):
     """Decodes raw-bytes examples, then caches, shuffles, batches, augments, prefetches."""
     dataset = raw.map(lambda x, y: (decode_example(x, specs), y), num_parallel_calls=AUTOTUNE)
     if cache:
@@ -64,8 +70,15 @@ def decode_example(raw, specs):
     return decoded
 
 
+def _decoded_bytes(specs):
+    """float32 bytes of one decoded example (text counted as nothing)."""
+    sizes = {"image": lambda s: s.size[0] * s.size[1] * 3, "audio": lambda s: s.num_samples,
+             "sensor": lambda s: len(s.features) * (s.window or 1), "text": lambda s: 0}
+    return 4 * sum(sizes[spec.kind](spec) for spec in specs)
+
+
 def _as_tensors(columns, specs):
-    return {name: tf.constant(values.tolist() if values.dtype == object else values)
+    return {name: tf.constant(values.tolist(), tf.string) if values.dtype == object else tf.constant(values)
             for name, values in columns.items()}
 
 
@@ -85,15 +98,9 @@ def _read_audio(path):
     """Audio file bytes as WAV; FLAC/OGG/MP3 go through tensorflow-io."""
     pattern = ".*(" + "|".join(ext.replace(".", r"\.") for ext in COMPRESSED_AUDIO) + ")"
     compressed = tf.strings.regex_full_match(tf.strings.lower(path), pattern)
-    return tf.cond(compressed, lambda: tf.py_function(_compressed_to_wav, [path], tf.string),
+    as_wav = lambda p: raw_file_bytes(p.numpy().decode(), "audio")  # noqa: E731
+    return tf.cond(compressed, lambda: tf.py_function(as_wav, [path], tf.string),
                    lambda: tf.io.read_file(path))
-
-
-def _compressed_to_wav(path):
-    from mmkeras.audio import decode_compressed_audio
-
-    samples, rate = decode_compressed_audio(path.numpy().decode())
-    return tf.audio.encode_wav(samples[:, None], rate)
 
 
 def _image_augmenter(kind, seed):

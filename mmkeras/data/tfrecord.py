@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.data.pipeline import AUTOTUNE, finish
-from mmkeras.data.manifest import COMPRESSED_AUDIO
+from mmkeras.data.manifest import raw_file_bytes
 
 LABEL_KEY = "__label__"
 
@@ -27,6 +27,9 @@ def write_tfrecords(examples, specs, out_dir, num_shards=4, prefix="data"):
         The list of shard paths.
     """
     tf.io.gfile.makedirs(out_dir)
+    # Shards of an earlier write with another shard count would match the glob.
+    for stale in tf.io.gfile.glob(os.path.join(out_dir, f"{prefix}-*.tfrecord")):
+        tf.io.gfile.remove(stale)
     num_shards = max(1, min(int(num_shards), len(examples)))
     paths = []
     for shard in range(num_shards):
@@ -45,7 +48,7 @@ def tfrecord_dataset(pattern, specs, *, num_classes, multi_label=False, batch_si
     """Batches of `(inputs, labels)` from TFRecord shards matching `pattern`.
 
     Example:
-    >>> ds = tfrecord_dataset("data/*.tfrecord", specs, num_classes=3)  # doctest: +SKIP
+    >>> ds = tfrecord_dataset("data/train-*.tfrecord", specs, num_classes=3)  # doctest: +SKIP
     """
     files = tf.data.Dataset.list_files(pattern, shuffle=training, seed=seed)
     records = files.interleave(tf.data.TFRecordDataset, num_parallel_calls=AUTOTUNE,
@@ -81,26 +84,13 @@ def _example(examples, specs, i):
         if spec.kind == "sensor":
             feature[spec.name] = _floats(np.asarray(value, "float32").ravel())
         elif spec.kind in ("image", "audio"):
-            feature[spec.name] = _bytes(_file_bytes(value, spec.kind))
+            feature[spec.name] = _bytes(raw_file_bytes(value, spec.kind) if value else b"")
         else:
             feature[spec.name] = _bytes(str(value).encode("utf-8"))
     label = examples.labels[i]
     feature[LABEL_KEY] = _floats(label) if np.ndim(label) else tf.train.Feature(
         int64_list=tf.train.Int64List(value=[int(label)]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def _file_bytes(path, kind):
-    """File content; compressed audio is stored as WAV, which serving accepts."""
-    if not path:
-        return b""
-    if kind == "audio" and path.lower().endswith(COMPRESSED_AUDIO):
-        from mmkeras.audio import decode_compressed_audio
-
-        samples, rate = decode_compressed_audio(path)
-        return tf.audio.encode_wav(samples[:, None], rate).numpy()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
 
 
 def _bytes(value):

@@ -5,6 +5,10 @@ TF Serving 2.12 to 2.19 link TensorFlow's core ops plus TF Text 2.12.1's ops
 `TFText>RoundRobinTrim`). tensorflow-io ops (`IO>*`) are not linked, random
 ops make serving answers non-deterministic, and XLA-compiled functions need
 a JIT that stock builds may lack.
+
+"Core" means registered by the TensorFlow this runs on (2.17); an op added
+after TF Serving's own TensorFlow version would pass here, so serve with a TF
+Serving release at least as new as the TensorFlow that exported.
 """
 
 import collections
@@ -12,8 +16,9 @@ import os
 import re
 
 TF_TEXT_OPS_FILE = os.path.join(os.path.dirname(__file__), "tf_text_2.12.1_ops.txt")
-RANDOM_OP = re.compile(r"^(Stateless)?Random|^Multinomial$|^RandomShuffle|^StatelessTruncatedNormal|"
-                       r"^TruncatedNormal$|^ParameterizedTruncatedNormal$|^RngReadAndSkip$")
+RANDOM_OP = re.compile(r"^(Stateless|Stateful)?Random|^Stateful(?!PartitionedCall$)|^(Stateless)?Multinomial$|"
+                       r"^(Stateless|Parameterized|StatelessParameterized)?TruncatedNormal$|"
+                       r"^RngReadAndSkip$|^RngSkip$")
 
 
 def tf_text_ops():
