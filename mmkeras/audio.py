@@ -128,6 +128,6 @@ def decode_compressed_audio(path):
 
     audio = tfio.audio.AudioIOTensor(path)
     samples = tf.cast(audio.to_tensor(), "float32")
-    if audio.dtype == tf.int16:
-        samples = samples / 32768.0
+    if audio.dtype.is_integer:  # int16 / int32 PCM -> [-1, 1]
+        samples = samples / float(2 ** (audio.dtype.size * 8 - 1))
     return tf.reduce_mean(samples, axis=-1), tf.cast(audio.rate, "int32")

@@ -42,13 +42,15 @@ def _parser():
     for name in DELEGATED:
         commands.add_parser(name, help=f"see `mmkeras {name} --help`", add_help=False)
 
-    run = _app_command(commands, "run", "demo data (or --data) -> validate -> train -> evaluate -> export")
+    run = _app_command(commands, "run", "demo data (or --data) -> validate -> train -> evaluate -> export",
+                       training=True)
     run.add_argument("--no-baselines", action="store_true", help="skip the unimodal baselines")
     run.add_argument("--no-export", action="store_true")
     run.add_argument("--export-dir", help="SavedModel base folder (default: the app's export.base_dir)")
     run.set_defaults(handler=_run)
 
-    train = _app_command(commands, "train", "train the fused model and save it as .keras")
+    train = _app_command(commands, "train", "train (and evaluate) the fused model; save it as .keras",
+                         training=True)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on its run's test split",
@@ -65,6 +67,7 @@ def _parser():
     export.add_argument("base_dir", help="the model's folder, e.g. savedmodels/sentiment")
     export.add_argument("--version", type=int)
     export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--app", help="the app the model was built from (exact input specs in the metadata)")
     export.set_defaults(handler=_export)
 
     data = commands.add_parser("data", help="data utilities")
@@ -76,14 +79,15 @@ def _parser():
     return parser
 
 
-def _app_command(commands, name, help):
+def _app_command(commands, name, help, training=False):
     command = commands.add_parser(name, help=help, description=help)
     command.add_argument("app", help="an app folder (apps/<name>) or its app.yaml")
     command.add_argument("--data", help="manifest (CSV/JSONL); default: the app's, else demo data")
     command.add_argument("--work-dir", help="run folder (default: runs/<app>)")
-    command.add_argument("--epochs", type=int, help="override training.epochs")
     command.add_argument("--examples", type=int, help="demo data size")
     command.add_argument("--seed", type=int, default=0)
+    if training:
+        command.add_argument("--epochs", type=int, help="override training.epochs")
     return command
 
 
@@ -135,7 +139,12 @@ def _export(args):
     from mmkeras.export import export
 
     model = keras.saving.load_model(args.model, safe_mode=True)
-    print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite))
+    specs = None
+    if args.app:
+        from mmkeras.app import load_app
+
+        specs = load_app(args.app).specs()
+    print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite, specs=specs))
 
 
 def _to_tfrecord(args):

@@ -51,6 +51,7 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
     >>> mmk.export(model, "savedmodels/sentiment")  # doctest: +SKIP
     'savedmodels/sentiment/1'
     """
+    inferred = specs is None
     specs = specs or infer_specs(model)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
@@ -68,7 +69,7 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
             raise ExportError("The SavedModel would not run on stock TF Serving:\n  " + "\n  ".join(problems))
         samples = sample_inputs or synthetic_inputs(specs)
         check_parity(model, specs, tmp_dir, samples)
-        _write_metadata(tmp_dir, model, specs, version, metrics)
+        _write_metadata(tmp_dir, model, specs, version, metrics, inferred)
         if warmup:
             from mmkeras.serving.warmup import write_warmup_requests
 
@@ -131,8 +132,7 @@ def raw_signature(specs):
     signature = {}
     for spec in specs:
         if spec.kind == "sensor":
-            shape = [None, len(spec.features)] if spec.window is None else [None, spec.window, len(spec.features)]
-            signature[spec.name] = tf.TensorSpec(shape, tf.float32, name=spec.name)
+            signature[spec.name] = tf.TensorSpec([None, *spec.shape], tf.float32, name=spec.name)
         else:
             signature[spec.name] = tf.TensorSpec([None], tf.string, name=spec.name)
     return signature
@@ -195,13 +195,16 @@ def synthetic_inputs(specs, count=3, seed=0):
         example = {}
         for v, spec in enumerate(specs):
             missing = i > 0 and v == i % len(specs)  # example 0 is complete
-            example[spec.name] = spec.missing_value() if missing else _random_raw(spec, rng)
-            if spec.kind in ("image", "audio") and missing:
-                example[spec.name] = b""
-            if spec.kind == "sensor" and missing:
-                example[spec.name] = np.full(_sensor_shape(spec), np.nan, "float32").tolist()
+            example[spec.name] = _missing_raw(spec) if missing else _random_raw(spec, rng)
         examples.append(example)
     return examples
+
+
+def _missing_raw(spec):
+    """How a client leaves a modality out: empty bytes/text, or NaN floats."""
+    if spec.kind == "sensor":
+        return np.full(spec.shape, np.nan, "float32").tolist()
+    return b"" if spec.kind in ("image", "audio") else ""
 
 
 def _random_raw(spec, rng):
@@ -213,11 +216,7 @@ def _random_raw(spec, rng):
         return tf.audio.encode_wav(wave, spec.sample_rate).numpy()
     if spec.kind == "text":
         return "a sample sentence for the export check"
-    return rng.normal(size=_sensor_shape(spec)).astype("float32").tolist()
-
-
-def _sensor_shape(spec):
-    return (len(spec.features),) if spec.window is None else (spec.window, len(spec.features))
+    return rng.normal(size=spec.shape).astype("float32").tolist()
 
 
 def _batch(examples, specs):
@@ -251,7 +250,7 @@ def _as_dataset(decoded):
     return tf.data.Dataset.from_tensor_slices(decoded).batch(len(next(iter(decoded.values()))))
 
 
-def _write_metadata(export_dir, model, specs, version, metrics):
+def _write_metadata(export_dir, model, specs, version, metrics, inferred):
     head = model.get_layer("label")
     metadata = {
         "labels": head.labels,
@@ -260,6 +259,9 @@ def _write_metadata(export_dir, model, specs, version, metrics):
         "version": version,
         "inputs": [{"kind": s.kind, **{k: v for k, v in s.get_config().items() if k != "vocabulary"}}
                    for s in specs],
+        # Read off the model's layers when no specs were given: decode parameters
+        # are exact, sensor feature names are placeholders.
+        "inputs_inferred": inferred,
         "signatures": {"serving_default": "raw client inputs", "serve_decoded": "decoded tensors"},
         "versions": {"mmkeras": _mmkeras_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__},

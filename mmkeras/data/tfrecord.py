@@ -68,8 +68,7 @@ def _feature_description(specs, num_classes, multi_label):
     description = {}
     for spec in specs:
         if spec.kind == "sensor":
-            shape = [len(spec.features)] if spec.window is None else [spec.window, len(spec.features)]
-            description[spec.name] = tf.io.FixedLenFeature(shape, tf.float32)
+            description[spec.name] = tf.io.FixedLenFeature(spec.shape, tf.float32)
         else:
             description[spec.name] = tf.io.FixedLenFeature([], tf.string, default_value="")
     description[LABEL_KEY] = (tf.io.FixedLenFeature([num_classes], tf.float32) if multi_label

@@ -44,9 +44,13 @@ class SensorInput(Modality):
         self.variance = None if variance is None else [float(v) for v in variance]
         self.hidden_dim = int(hidden_dim)
 
+    @property
+    def shape(self):
+        """One example's shape: `(F,)`, or `(T, F)` for windows."""
+        return (len(self.features),) if self.window is None else (self.window, len(self.features))
+
     def keras_input(self):
-        shape = (len(self.features),) if self.window is None else (self.window, len(self.features))
-        return keras.Input(shape=shape, dtype="float32", name=self.name)
+        return keras.Input(shape=self.shape, dtype="float32", name=self.name)
 
     def needs_adapt(self):
         return self.mean is None or self.variance is None
