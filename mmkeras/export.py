@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import modalities
-from mmkeras.data.decode import decode_image, decode_wav
+from mmkeras.data.decode import decode_batch
 from mmkeras.serving.op_check import check_serving_ops
 
 PARITY_TOLERANCE = 1e-4
@@ -136,24 +136,6 @@ def raw_signature(specs):
         else:
             signature[spec.name] = tf.TensorSpec([None], tf.string, name=spec.name)
     return signature
-
-
-def decode_batch(raw, specs):
-    """Raw request tensors -> model inputs, with the training pipeline's decoders."""
-    decoded = {}
-    for spec in specs:
-        value = raw[spec.name]
-        if spec.kind == "image":
-            decoded[spec.name] = tf.map_fn(
-                lambda b, s=spec: decode_image(b, s.size), value,
-                fn_output_signature=tf.TensorSpec((*spec.size, 3), tf.float32))
-        elif spec.kind == "audio":
-            decoded[spec.name] = tf.map_fn(
-                lambda b, s=spec: decode_wav(b, s.sample_rate, s.num_samples), value,
-                fn_output_signature=tf.TensorSpec((spec.num_samples,), tf.float32))
-        else:
-            decoded[spec.name] = value
-    return decoded
 
 
 def _write_saved_model(model, specs, export_dir):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from mmkeras.app import load_app, prepare_data, raw_examples, run_app
 from mmkeras.cli import main as cli_main
-from mmkeras.export import decode_batch
+from mmkeras.data.decode import decode_batch
 from mmkeras.serving import Client, DevServer
 
 APPS = ["sentiment", "medical", "inspection"]

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 import mmkeras as mmk
-from mmkeras.export import ExportError, decode_batch, export, synthetic_inputs
+from mmkeras.data.decode import decode_batch
+from mmkeras.export import ExportError, export, synthetic_inputs
 from mmkeras.serving.op_check import check_serving_ops
 
 LABELS = ["negative", "neutral", "positive"]

@@ -9,6 +9,49 @@ An empty string means the modality is missing and decodes to NaN.
 import tensorflow as tf
 
 
+def decode_example(raw, specs):
+    """One example's raw values (bytes, strings, floats) -> the model's inputs.
+
+    Example:
+    >>> import mmkeras as mmk
+    >>> spec = mmk.SensorInput("readings", ["t"], mean=[0.0], variance=[1.0])
+    >>> decode_example({"readings": [20.5]}, [spec])["readings"].numpy().tolist()
+    [20.5]
+    """
+    decoded = {}
+    for spec in specs:
+        value = raw[spec.name]
+        if spec.kind == "image":
+            decoded[spec.name] = decode_image(value, spec.size)
+        elif spec.kind == "audio":
+            decoded[spec.name] = decode_wav(value, spec.sample_rate, spec.num_samples)
+        elif spec.kind == "sensor":
+            decoded[spec.name] = tf.cast(value, tf.float32)
+        else:
+            decoded[spec.name] = tf.convert_to_tensor(value)
+    return decoded
+
+
+def decode_batch(raw, specs):
+    """A batch of raw request values -> model inputs: `decode_example` per example.
+
+    The serving signature uses this, so a request is decoded exactly as the
+    training pipeline decodes a file.
+    """
+    signature = {}
+    for spec in specs:
+        if spec.kind == "image":
+            signature[spec.name] = tf.TensorSpec((*spec.size, 3), tf.float32)
+        elif spec.kind == "audio":
+            signature[spec.name] = tf.TensorSpec((spec.num_samples,), tf.float32)
+        elif spec.kind == "sensor":
+            signature[spec.name] = tf.TensorSpec(spec.shape, tf.float32)
+        else:
+            signature[spec.name] = tf.TensorSpec((), tf.string)
+    raw = {spec.name: raw[spec.name] for spec in specs}
+    return tf.map_fn(lambda example: decode_example(example, specs), raw, fn_output_signature=signature)
+
+
 def decode_image(encoded, size):
     """Encoded JPEG/PNG/BMP/GIF bytes -> float32 RGB `[height, width, 3]` in 0..255.
 

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from mmkeras.data.decode import decode_image, decode_wav
+from mmkeras.data.decode import decode_example
 from mmkeras.data.manifest import COMPRESSED_AUDIO, raw_file_bytes
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -52,22 +52,6 @@ def finish(raw, specs, *, batch_size, training, seed=0, cache=False, size=None):
         dataset = dataset.map(lambda x, y, s=spec, a=augment: (_augment(x, s, a), y),
                               num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
-
-
-def decode_example(raw, specs):
-    """One example's raw values (bytes, strings, floats) -> model inputs."""
-    decoded = {}
-    for spec in specs:
-        value = raw[spec.name]
-        if spec.kind == "image":
-            decoded[spec.name] = decode_image(value, spec.size)
-        elif spec.kind == "audio":
-            decoded[spec.name] = decode_wav(value, spec.sample_rate, spec.num_samples)
-        elif spec.kind == "sensor":
-            decoded[spec.name] = tf.cast(value, tf.float32)
-        else:
-            decoded[spec.name] = value
-    return decoded
 
 
 def _decoded_bytes(specs):
