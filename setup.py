@@ -2,24 +2,33 @@
 
 from setuptools import find_packages, setup
 
-# TensorFlow is held at 2.17: tensorflow-io 0.37.1's C++ kernels (audio decode,
-# resample) load on 2.17 and fail on 2.18+. Everything else is pinned to the
-# releases that build against it.
+# Why each bound:
+# - tensorflow 2.20: the TensorFlow of the newest TF Serving release (2.20.0),
+#   so every op an export holds is registered by the server too. <2.21 until
+#   a TF Serving 2.21 exists to serve what 2.21 exports.
+# - tensorflow-text 2.20.1+: what keras-hub 0.32 requires, and the TF Text
+#   that TF Serving 2.20 links (same ops as 2.20.0).
+# - keras <3.16: mmkeras uses a few private Keras attributes (KerasHub's
+#   no-convert scope, `_convert_input_args`); a new minor is checked first.
+# - keras-hub 0.32: the newest; its presets (SigLIP, DINOv2, Whisper, ...)
+#   need Python >= 3.11. keras-nlp is not used (KerasHub replaced it).
+# - keras-cv 0.9.0: frozen; imported only by mmkeras/backbones.py.
+# - tensorflow-io 0.37.1: only its spectrogram functions (plain TF ops) are
+#   used, by mmkeras/audio.py. It has no Python 3.13 wheel; there the same
+#   log-mel is computed with tf.signal.
+# - soundfile (libsndfile): FLAC/OGG/MP3 in training pipelines; WAV uses
+#   core TF ops everywhere.
 INSTALL_REQUIRES = [
-    "tensorflow>=2.17.1,<2.18",
-    "tensorflow-text>=2.17.0,<2.18",
-    "tensorflow-io==0.37.1",
-    "keras>=3.9,<4",
+    "tensorflow>=2.20,<2.21",
+    "tensorflow-text>=2.20.1,<2.21",
+    "tensorflow-serving-api>=2.20,<2.21",
+    "keras>=3.10,<3.16",
+    "keras-hub>=0.32,<0.33",
     "keras-cv==0.9.0",
-    "keras-hub==0.31.*",
-    "keras-nlp==0.31.*",
-    "tensorboard>=2.17,<2.18",
-    # keras-cv imports tensorflow-datasets, whose newest tensorflow-metadata
-    # needs protobuf 5; TF 2.17 runs on protobuf 4.
-    "tensorflow-metadata<1.17",
-    "protobuf>=4.25,<5",
-    "tensorflow-serving-api>=2.17,<2.18",
-    "numpy<2",
+    "tensorflow-io==0.37.1; python_version < '3.13'",
+    "soundfile>=0.12",
+    "tensorboard>=2.20,<2.21",
+    "numpy>=1.26,<3",
     "pillow",
     "pyyaml",
     "matplotlib",
@@ -27,16 +36,18 @@ INSTALL_REQUIRES = [
 
 setup(
     name="mmkeras",
-    version="0.1.0",
+    version="0.2.0",
     description="Keras 3 multimodal models (image, text, audio, sensors) for TF Serving",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.11,<3.14",
     packages=find_packages(include=["mmkeras", "mmkeras.*"]),
+    include_package_data=True,
+    package_data={"mmkeras.serving": ["*.txt"]},  # the op lists
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "dev": ["pytest>=8"],
-        "gpu": ["tensorflow[and-cuda]>=2.17.1,<2.18"],
+        "gpu": ["tensorflow[and-cuda]>=2.20,<2.21"],
     },
     entry_points={"console_scripts": ["mmkeras=mmkeras.cli:main"]},
 )

@@ -12,10 +12,10 @@ Example:
 
 import os
 
-# TensorFlow 2.17 logs three harmless "Unable to register cuDNN/cuFFT/cuBLAS
-# factory" lines at level E on every import. Hide C++ logs unless the user
-# chose a level; Python errors are unaffected.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow logs four INFO lines on every import (CUDA drivers, oneDNN, CPU
+# instructions). Hide INFO only, unless the user chose a level: TensorFlow's
+# warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from mmkeras import serving  # noqa: E402
 from mmkeras.builder import build_model, build_unimodal  # noqa: E402
@@ -23,4 +23,4 @@ from mmkeras.export import export  # noqa: E402
 from mmkeras.modalities import AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
 from mmkeras.tasks import Classification  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

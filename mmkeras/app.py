@@ -260,10 +260,12 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     export_path = None
     if export:
         from mmkeras.export import export as export_model
+        from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
 
         base_dir = export_dir or app.export.get("base_dir") or os.path.join("savedmodels", app.name)
         export_path = export_model(model, base_dir, specs=specs, sample_inputs=raw_examples(test, specs),
-                                   metrics=report.get("headline"))
+                                   metrics=report.get("headline"),
+                                   serving_version=app.export.get("serving_version", DEFAULT_SERVING_VERSION))
     print(table)
     if export_path:
         print(f"[{app.name}] exported to {export_path}; report in {os.path.join(work_dir, 'report')}")

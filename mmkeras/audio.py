@@ -1,27 +1,94 @@
-"""The one door to tensorflow-io.
+"""The one door to tensorflow-io (and to soundfile, for compressed audio).
 
-tensorflow-io is unmaintained and its C++ kernels load only on TensorFlow
-2.17 and older, so mmkeras touches it here and nowhere else. What goes into a
-model (log-mel front end, SpecAugment) uses tfio's pure-Python functions,
-which trace to core TF ops and so serve on stock TF Serving. Decoding FLAC,
-OGG and MP3 needs tfio's custom kernels: training pipelines only.
+tensorflow-io is unmaintained: its C++ kernels no longer load on current
+TensorFlow, and it has no Python 3.13 wheel. What mmkeras uses of it, the
+log-mel front end and SpecAugment masks inside the model, are pure-Python
+functions over core TF ops, so they still work and serve on stock TF
+Serving. Where tensorflow-io is not installed (Python 3.13), the same
+functions are computed here with `tf.signal` (`tests` check the two agree).
+Its import prints two UserWarnings about kernels that fail to load; they are
+silenced here and only here.
+
+Compressed audio (FLAC/OGG/MP3) in training pipelines is decoded with
+soundfile (libsndfile); WAV uses core TF ops everywhere.
 """
 
+import functools
+import io
+import types
+import warnings
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 
-def _tfio_audio():
-    import tensorflow_io as tfio
+# === The same functions with core TF ops (tensorflow-io 0.37.1's definitions) ===
 
+
+def _spectrogram(waveform, nfft, window, stride):
+    return tf.math.abs(tf.signal.stft(waveform, frame_length=window, frame_step=stride,
+                                      fft_length=nfft, pad_end=True))
+
+
+def _melscale(spectrogram, rate, mels, fmin, fmax):
+    matrix = tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins=mels, num_spectrogram_bins=tf.shape(spectrogram)[-1], sample_rate=rate,
+        lower_edge_hertz=fmin, upper_edge_hertz=fmax)
+    return tf.tensordot(spectrogram, matrix, 1)
+
+
+def _dbscale(spectrogram, top_db, amin=1e-10):
+    log_spec = 10.0 * tf.math.log(tf.math.maximum(tf.math.square(spectrogram), amin)) / tf.math.log(10.0)
+    return tf.math.maximum(log_spec, tf.math.reduce_max(log_spec) - top_db)
+
+
+def _mask(spectrogram, param, axis):
+    length = tf.shape(spectrogram)[axis]
+    width = tf.random.uniform((), minval=0, maxval=param, dtype=tf.int32)
+    start = tf.random.uniform((), minval=0, maxval=length - width, dtype=tf.int32)
+    indices = tf.range(length)
+    indices = tf.reshape(indices, (1, -1) if axis == 1 else (-1, 1))
+    masked = tf.logical_and(indices >= start, indices < start + width)
+    return tf.where(masked, tf.cast(0, spectrogram.dtype), spectrogram)
+
+
+CORE_OPS = types.SimpleNamespace(
+    spectrogram=_spectrogram,
+    melscale=_melscale,
+    dbscale=_dbscale,
+    freq_mask=lambda spectrogram, param: _mask(spectrogram, param, axis=1),
+    time_mask=lambda spectrogram, param: _mask(spectrogram, param, axis=0),
+)
+
+
+@functools.cache
+def audio_functions():
+    """`tfio.audio` where tensorflow-io is installed, else `CORE_OPS`.
+
+    Example:
+    >>> hasattr(audio_functions(), "melscale")
+    True
+    """
+    try:
+        with warnings.catch_warnings():
+            # "unable to load libtensorflow_io_plugins.so" / "file system plugins
+            # are not loaded": kernels mmkeras does not use.
+            warnings.simplefilter("ignore", UserWarning)
+            import tensorflow_io as tfio
+    except ImportError:
+        return CORE_OPS
     return tfio.audio
+
+
+# === Layers ===
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class LogMelSpectrogram(keras.layers.Layer):
     """Waveform `[B, samples]` -> log-mel spectrogram `[B, frames, mels]` in dB.
 
-    tfio's `spectrogram -> melscale -> dbscale`. `dbscale` clips at
+    tensorflow-io's `spectrogram -> melscale -> dbscale`. `dbscale` clips at
     `max - top_db` over the whole tensor it gets, so it runs per example: an
     example's features then do not depend on what else is in its batch.
 
@@ -55,7 +122,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.top_db = float(top_db)
 
     def call(self, waveform):
-        audio = _tfio_audio()
+        audio = audio_functions()
         waveform = tf.cast(waveform, "float32")
         spectrogram = audio.spectrogram(waveform, nfft=self.fft_size, window=self.window_size,
                                         stride=self.hop_size)
@@ -82,9 +149,9 @@ class SpecAugment(keras.layers.Layer):
     """SpecAugment masking of `[B, frames, mels]`, in training only.
 
     Each example gets one frequency mask of up to `freq_mask_param` bands and
-    one time mask of up to `time_mask_param` frames (tfio's `freq_mask` and
-    `time_mask`). At inference the layer is the identity, so no random op
-    reaches a serving graph.
+    one time mask of up to `time_mask_param` frames (tensorflow-io's
+    `freq_mask` and `time_mask`). At inference the layer is the identity, so
+    no random op reaches a serving graph.
 
     Example:
     >>> import numpy as np
@@ -101,8 +168,8 @@ class SpecAugment(keras.layers.Layer):
     def call(self, spectrogram, training=None):
         if not training:
             return spectrogram
-        audio = _tfio_audio()
-        # tfio fails when a mask can be as wide as the axis (short clips, few
+        audio = audio_functions()
+        # The masks fail when one can be as wide as its axis (short clips, few
         # mels): cap each mask at the axis length.
         frames, mels = spectrogram.shape[1], spectrogram.shape[2]
         freq_param = min(self.freq_mask_param, mels or self.freq_mask_param)
@@ -119,15 +186,24 @@ class SpecAugment(keras.layers.Layer):
                 "time_mask_param": self.time_mask_param}
 
 
+# === Compressed audio files ===
+
+
 def decode_compressed_audio(path):
-    """Decodes FLAC/OGG/MP3 (tfio kernels) -> mono float32 `[samples]` and rate.
+    """Decodes a FLAC/OGG/MP3 file -> mono float32 `[samples]` in [-1, 1] and its rate.
 
-    For training pipelines only: the serving signature accepts WAV.
+    soundfile (libsndfile) reads it; any `tf.io.gfile` path works. For
+    training pipelines only: the serving signature accepts WAV.
+
+    Raises:
+        ValueError: the file is not audio soundfile can decode (names the file).
     """
-    import tensorflow_io as tfio
+    import soundfile
 
-    audio = tfio.audio.AudioIOTensor(path)
-    samples = tf.cast(audio.to_tensor(), "float32")
-    if audio.dtype.is_integer:  # int16 / int32 PCM -> [-1, 1]
-        samples = samples / float(2 ** (audio.dtype.size * 8 - 1))
-    return tf.reduce_mean(samples, axis=-1), tf.cast(audio.rate, "int32")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        content = io.BytesIO(f.read())
+    try:
+        samples, rate = soundfile.read(content, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
+        raise ValueError(f"cannot decode audio file {path}: {e}") from e
+    return np.mean(samples, axis=-1), int(rate)

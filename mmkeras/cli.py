@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
+
 # These subcommands own their arguments (see each module's build_arg_parser).
 DELEGATED = {
     "serve": "mmkeras.serving.dev_server",
@@ -68,6 +70,8 @@ def _parser():
     export.add_argument("--version", type=int)
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--app", help="the app the model was built from (exact input specs in the metadata)")
+    export.add_argument("--serving-version", default=DEFAULT_SERVING_VERSION,
+                        help="the TF Serving release to check the ops for: 2.20 (default) or 2.17-2.19")
     export.set_defaults(handler=_export)
 
     data = commands.add_parser("data", help="data utilities")
@@ -144,7 +148,8 @@ def _export(args):
         from mmkeras.app import load_app
 
         specs = load_app(args.app).specs()
-    print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite, specs=specs))
+    print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite, specs=specs,
+                 serving_version=args.serving_version))
 
 
 def _to_tfrecord(args):

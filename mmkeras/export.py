@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from mmkeras import modalities
 from mmkeras.data.decode import decode_batch
-from mmkeras.serving.op_check import check_serving_ops
+from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION, check_serving_ops, serving_minor
 
 PARITY_TOLERANCE = 1e-4
 METADATA_FILE = "mmkeras.json"
@@ -29,7 +29,7 @@ class ExportError(RuntimeError):
 
 
 def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample_inputs=None,
-           metrics=None, warmup=True):
+           metrics=None, warmup=True, serving_version=DEFAULT_SERVING_VERSION):
     """Writes `model` to `base_dir/<version>/` as a servable SavedModel.
 
     Args:
@@ -43,6 +43,10 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
             list of dicts of bytes/str/float lists); synthesised if None.
         metrics: evaluation metrics to store in the metadata.
         warmup: write TF Serving warmup requests to `assets.extra/`.
+        serving_version: the TF Serving release the export must run on:
+            `"2.20"` (TF Text 2.20 ops; the default) or `"2.17"`-`"2.19"`
+            (TensorFlow 2.17 core ops, TF Text 2.12.1 ops). Recorded in the
+            metadata.
 
     Returns:
         The version folder's path.
@@ -53,6 +57,7 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
     """
     inferred = specs is None
     specs = specs or infer_specs(model)
+    serving_version = serving_minor(serving_version)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     version = next_version(base_dir) if version is None else int(version)
@@ -64,12 +69,13 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
     tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
         _write_saved_model(model, specs, tmp_dir)
-        problems = check_serving_ops(tmp_dir)
+        problems = check_serving_ops(tmp_dir, serving_version)
         if problems:
-            raise ExportError("The SavedModel would not run on stock TF Serving:\n  " + "\n  ".join(problems))
+            raise ExportError(f"The SavedModel would not run on stock TF Serving {serving_version}:\n  "
+                              + "\n  ".join(problems))
         samples = sample_inputs or synthetic_inputs(specs)
         check_parity(model, specs, tmp_dir, samples)
-        _write_metadata(tmp_dir, model, specs, version, metrics, inferred)
+        _write_metadata(tmp_dir, model, specs, version, metrics, inferred, serving_version)
         if warmup:
             from mmkeras.serving.warmup import write_warmup_requests
 
@@ -232,7 +238,7 @@ def _as_dataset(decoded):
     return tf.data.Dataset.from_tensor_slices(decoded).batch(len(next(iter(decoded.values()))))
 
 
-def _write_metadata(export_dir, model, specs, version, metrics, inferred):
+def _write_metadata(export_dir, model, specs, version, metrics, inferred, serving_version):
     head = model.get_layer("label")
     metadata = {
         "labels": head.labels,
@@ -245,6 +251,8 @@ def _write_metadata(export_dir, model, specs, version, metrics, inferred):
         # are exact, sensor feature names are placeholders.
         "inputs_inferred": inferred,
         "signatures": {"serving_default": "raw client inputs", "serve_decoded": "decoded tensors"},
+        # The TF Serving release whose ops the export was checked against.
+        "serving_version": serving_version,
         "versions": {"mmkeras": _mmkeras_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__},
         "metrics": metrics or {},

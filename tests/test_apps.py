@@ -1,10 +1,7 @@
 """The three application templates, end to end on their demo data."""
 
-import base64
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,8 +9,8 @@ import tensorflow as tf
 
 from mmkeras.app import load_app, prepare_data, raw_examples, run_app
 from mmkeras.cli import main as cli_main
-from mmkeras.data.decode import decode_batch
 from mmkeras.serving import Client, DevServer
+from serving_roundtrip import fresh_process_probabilities, predict_decoded
 
 APPS = ["sentiment", "medical", "inspection"]
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,51 +42,14 @@ def test_app_runs_end_to_end_quickly(name, tmp_path):
     specs = app.specs()
     _, (_, _, test) = prepare_data(app, None, tmp_path / "run", num_examples=40)
     examples = raw_examples(test, specs, count=3)
-    expected = _predict_decoded(results["model"], examples, specs)
-    served = _fresh_process_probabilities(results["export_path"], examples, specs, tmp_path)
+    expected = predict_decoded(results["model"], examples, specs)
+    served = fresh_process_probabilities(results["export_path"], examples, specs, tmp_path)
     np.testing.assert_allclose(served, expected, atol=1e-4)
     with DevServer(str(tmp_path / "models"), rest_port=0, grpc_port=0, poll_seconds=0) as server:
         for client in (Client(server.rest_url, name), Client(server.grpc_target, name, protocol="grpc")):
             with client:
                 answers = client.predict(examples)
             np.testing.assert_allclose([a["probabilities"] for a in answers], expected, atol=1e-4)
-
-
-FRESH_LOAD = """
-import base64, json, sys
-import tensorflow as tf, tensorflow_text  # noqa: F401  (nothing else: no mmkeras, no keras_hub)
-path, requests = sys.argv[1], json.load(open(sys.argv[2]))
-inputs = {name: tf.constant([base64.b64decode(v["b64"]) for v in values])
-          if values and isinstance(values[0], dict) else tf.constant(values)
-          for name, values in requests.items()}
-outputs = tf.saved_model.load(path).signatures["serving_default"](**inputs)
-leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("mmkeras", "keras_hub", "keras_cv", "tensorflow_io"))
-print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(), "leaked": leaked}))
-"""
-
-
-def _fresh_process_probabilities(export_path, examples, specs, tmp_path):
-    requests = {}
-    for spec in specs:
-        values = [example[spec.name] for example in examples]
-        if spec.kind in ("image", "audio"):
-            values = [{"b64": base64.b64encode(v).decode()} for v in values]
-        requests[spec.name] = values
-    (tmp_path / "requests.json").write_text(json.dumps(requests))
-    (tmp_path / "load.py").write_text(FRESH_LOAD)
-    result = subprocess.run([sys.executable, str(tmp_path / "load.py"), export_path,
-                             str(tmp_path / "requests.json")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer["leaked"] == []
-    return answer["probabilities"]
-
-
-def _predict_decoded(model, examples, specs):
-    batch = {s.name: tf.constant([e[s.name] for e in examples], tf.float32 if s.kind == "sensor" else tf.string)
-             for s in specs}
-    decoded = decode_batch(batch, specs)
-    return model.predict(tf.data.Dataset.from_tensor_slices(decoded).batch(len(examples)), verbose=0)
 
 
 def test_cli_run_and_evaluate(tmp_path, capsys):

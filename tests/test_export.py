@@ -48,6 +48,7 @@ def test_export_writes_version_one_with_metadata_and_warmup(exported):
     assert metadata["labels"] == LABELS
     assert [i["name"] for i in metadata["inputs"]] == ["photo", "review", "voice", "readings"]
     assert metadata["versions"]["tensorflow"] == tf.__version__
+    assert metadata["serving_version"] == "2.20"
     assert os.path.getsize(os.path.join(path, "assets.extra", "tf_serving_warmup_requests")) > 0
     assert check_serving_ops(path) == []
 
@@ -124,27 +125,52 @@ def test_multi_label_classes_join_labels_over_threshold(tmp_path):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras_tests")
-class TfioResample(keras.layers.Layer):
-    """Calls tensorflow-io's resample kernel (a custom `IO>` op)."""
+class NoisyAtInference(keras.layers.Layer):
+    """Adds noise even at inference: a random op in the serving graph."""
 
     def call(self, x):
-        import tensorflow_io as tfio
-
-        return tf.reshape(tfio.audio.resample(x, rate_in=8000, rate_out=8000), tf.shape(x))
+        return x + tf.random.uniform(tf.shape(x))
 
     def compute_output_spec(self, x):
         return keras.KerasTensor(x.shape, dtype=x.dtype)
 
 
-def test_export_refuses_tensorflow_io_ops_and_leaves_nothing(tmp_path):
+def test_export_refuses_random_ops_and_leaves_nothing(tmp_path):
     spec = mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])
     x = spec.keras_input()
     head = mmk.Classification(["a", "b"]).head("label")
-    model = keras.Model({"readings": x}, head(TfioResample(name="tfio_resampler")(x)))
+    model = keras.Model({"readings": x}, head(NoisyAtInference(name="noisy")(x)))
     with pytest.raises(ExportError) as info:
         export(model, tmp_path / "bad", specs=[spec], warmup=False)
-    assert "IO>AudioResample" in str(info.value) and "tfio_resampler" in str(info.value)
+    assert "random op 'RandomUniform'" in str(info.value) and "noisy" in str(info.value)
     assert os.listdir(tmp_path / "bad") == []
+
+
+class DoubleModule(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def serve(self, x):
+        return {"y": tf.math.multiply(x, 2.0, name="resampler")}
+
+
+def test_op_check_names_tensorflow_io_ops_and_their_nodes(tmp_path):
+    # tensorflow-io's kernels no longer load, so no graph can call them here:
+    # write a SavedModel, then turn its Mul into tensorflow-io's resampler op.
+    module = DoubleModule()
+    tf.saved_model.save(module, str(tmp_path / "io"), signatures={"serving_default": module.serve})
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((tmp_path / "io" / "saved_model.pb").read_bytes())
+    renamed = 0
+    for function in proto.meta_graphs[0].graph_def.library.function:
+        for node in function.node_def:
+            if node.op == "Mul":
+                node.op, renamed = "IO>AudioResample", renamed + 1
+    (tmp_path / "io" / "saved_model.pb").write_bytes(proto.SerializeToString())
+    assert renamed
+    for version in ("2.17", "2.20"):
+        problems = check_serving_ops(str(tmp_path / "io"), version)
+        assert any("'IO>AudioResample'" in p and "resampler" in p for p in problems), problems
 
 
 class RoundRobinModule(tf.Module):
@@ -157,11 +183,39 @@ class RoundRobinModule(tf.Module):
         return {"joined": tf.strings.reduce_join(first, axis=-1)}
 
 
-def test_op_check_flags_round_robin_trim(tmp_path):
+def test_op_check_targets_the_tf_text_that_each_tf_serving_links(tmp_path):
     module = RoundRobinModule()
     tf.saved_model.save(module, str(tmp_path / "rr"), signatures={"serving_default": module.serve})
-    problems = check_serving_ops(str(tmp_path / "rr"))
-    assert any("RoundRobinTrim" in p for p in problems), problems
+    # TF Serving 2.20 links TF Text 2.20, which has RoundRobinTrim; 2.17-2.19 link 2.12.1.
+    assert check_serving_ops(str(tmp_path / "rr"), "2.20") == []
+    for older in ("2.17", "2.18.0", "2.19"):
+        problems = check_serving_ops(str(tmp_path / "rr"), older)
+        assert any("RoundRobinTrim" in p and "TF Serving 2.1" in p for p in problems), problems
+    with pytest.raises(ValueError, match="Unknown TF Serving version '2.16'.*2.17, 2.18, 2.19, 2.20"):
+        check_serving_ops(str(tmp_path / "rr"), "2.16")
+
+
+class WebPModule(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def serve(self, data):
+        return {"pixels": tf.raw_ops.DecodeWebP(contents=data)}
+
+
+def test_op_check_for_older_servers_uses_their_tensorflow_core_ops(tmp_path):
+    # DecodeWebP is a core op since TensorFlow 2.20: TF Serving 2.17-2.19 lack it.
+    module = WebPModule()
+    tf.saved_model.save(module, str(tmp_path / "webp"), signatures={"serving_default": module.serve})
+    assert check_serving_ops(str(tmp_path / "webp"), "2.20") == []
+    assert any("'DecodeWebP'" in p for p in check_serving_ops(str(tmp_path / "webp"), "2.19"))
+
+
+def test_export_records_its_target_and_refuses_ops_the_target_lacks(exported, tmp_path):
+    model, specs, _ = exported
+    path = export(model, tmp_path / "older", specs=specs, warmup=False, serving_version="2.17.0")
+    assert json.load(open(os.path.join(path, "assets.extra", "mmkeras.json")))["serving_version"] == "2.17"
+    with pytest.raises(ValueError, match="Unknown TF Serving version"):
+        export(model, tmp_path / "bad", specs=specs, warmup=False, serving_version="3.0")
+    assert not os.path.exists(tmp_path / "bad" / "1")
 
 
 INTERRUPTED = textwrap.dedent("""

@@ -201,6 +201,21 @@ def test_serving_config_main_writes_files_the_dev_server_uses(tmp_path, export_r
         )
 
 
+def test_docker_image_is_the_release_the_exports_were_checked_for(tmp_path, export_root, capsys):
+    # SavedModels without mmkeras metadata count as needing the newest release.
+    assert config_module.serving_image(export_root, ["tiny", "sensor"]) == "tensorflow/serving:2.20.0"
+    older = tmp_path / "older"
+    for name, target in [("a", "2.17"), ("b", "2.19")]:
+        version_dir = write_test_savedmodel(older / name / "1", seed=1)
+        (version_dir / "assets.extra").mkdir(exist_ok=True)
+        (version_dir / "assets.extra" / "mmkeras.json").write_text(json.dumps({"serving_version": target}))
+    assert config_module.serving_image(older, ["a"]) == "tensorflow/serving:2.17.0"
+    assert config_module.serving_image(older, ["a", "b"]) == "tensorflow/serving:2.19.0"
+    out = tmp_path / "serving"
+    assert config_module.main([str(older), "--out", str(out)]) == 0
+    assert "tensorflow/serving:2.19.0 --model_config_file" in capsys.readouterr().out
+
+
 def test_serving_config_main_rejects_unknown_models(tmp_path, export_root, capsys):
     with pytest.raises(SystemExit):
         config_module.main([str(export_root), "--out", str(tmp_path), "--model", "nope"])

@@ -216,7 +216,7 @@ def raw_file_bytes(path, kind):
     """A file's bytes as a client would send them: FLAC/OGG/MP3 become WAV.
 
     The serving signature takes WAV; compressed audio is decoded with
-    tensorflow-io here, in the data pipeline only.
+    soundfile here (`mmkeras.audio`), in the data pipeline only.
     """
     if kind == "audio" and path.lower().endswith(COMPRESSED_AUDIO):
         from mmkeras.audio import decode_compressed_audio

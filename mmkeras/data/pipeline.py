@@ -79,7 +79,7 @@ def _read_files(example, specs):
 
 
 def _read_audio(path):
-    """Audio file bytes as WAV; FLAC/OGG/MP3 go through tensorflow-io."""
+    """Audio file bytes as WAV; FLAC/OGG/MP3 are decoded with soundfile."""
     pattern = ".*(" + "|".join(ext.replace(".", r"\.") for ext in COMPRESSED_AUDIO) + ")"
     compressed = tf.strings.regex_full_match(tf.strings.lower(path), pattern)
     as_wav = lambda p: raw_file_bytes(p.numpy().decode(), "audio")  # noqa: E731

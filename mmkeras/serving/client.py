@@ -381,7 +381,7 @@ class Client:
         response = self._grpc(prediction.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
-        options = dict(preserving_proto_field_name=True, including_default_value_fields=True)
+        options = dict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         return {
             "model_spec": json_format.MessageToDict(response.model_spec, **options),
             "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)},
@@ -395,7 +395,7 @@ class Client:
         self._fill_spec(request.model_spec)
         _, models = self._stubs()
         response = self._grpc(models.GetModelStatus, request)
-        return json_format.MessageToDict(response, including_default_value_fields=True)
+        return json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
 
 
 def _error_message(http_error):

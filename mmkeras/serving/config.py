@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from mmkeras.serving.client import rest_instances
+from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION, SERVING_IMAGE_TAGS, serving_minor
 
-DEFAULT_IMAGE = "tensorflow/serving:2.17.1"
+IMAGE_REPOSITORY = "tensorflow/serving"
+DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{SERVING_IMAGE_TAGS[DEFAULT_SERVING_VERSION]}"
 CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/config"
 MODEL_CONFIG_NAME = "models.config"
@@ -501,6 +503,23 @@ def docker_command(
 # === mmkeras serving-config ===
 
 
+def serving_image(export_root, names):
+    """The `tensorflow/serving` image that runs every named export.
+
+    Each mmkeras export records the TF Serving release its ops were checked
+    for (`serving_version` in `assets.extra/mmkeras.json`). A newer server
+    runs what an older one does, so the newest target wins; a SavedModel
+    without that record counts as needing the newest release.
+    """
+    targets = []
+    for name in names:
+        metadata = Path(latest_version_dir(Path(export_root) / name)) / "assets.extra" / "mmkeras.json"
+        recorded = json.loads(metadata.read_text())["serving_version"] if metadata.exists() else None
+        targets.append(serving_minor(recorded or DEFAULT_SERVING_VERSION))
+    newest = max(targets or [DEFAULT_SERVING_VERSION], key=lambda version: tuple(int(part) for part in version.split(".")))
+    return f"{IMAGE_REPOSITORY}:{SERVING_IMAGE_TAGS[newest]}"
+
+
 def _exported_models(export_root, names):
     found = sorted(p.name for p in Path(export_root).iterdir() if latest_version_dir(p))
     if names:
@@ -568,7 +587,8 @@ def build_arg_parser(parser=None):
     )
     parser.add_argument("--rest-port", type=int, default=8501)
     parser.add_argument("--grpc-port", type=int, default=8500)
-    parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument("--image", default=None,
+                        help="TF Serving image (default: the release the exports were checked for)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
     parser.add_argument("--num-batch-threads", type=int, default=4)
@@ -618,7 +638,7 @@ def write_serving_config(args):
         batching=not args.no_batching,
         rest_port=args.rest_port,
         grpc_port=args.grpc_port,
-        image=args.image,
+        image=args.image or serving_image(export_root, names),
     )
     local = model_server_command(
         config_file.resolve(),

@@ -901,7 +901,7 @@ def metadata_json(servable):
     """GET .../metadata, in TF Serving's JSON shape."""
     response = _metadata_response(servable)
     signature_map = _signature_def_map(servable)
-    options = dict(preserving_proto_field_name=True, including_default_value_fields=True)
+    options = dict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     return {
         "model_spec": json_format.MessageToDict(response.model_spec, **options),
         "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)},
@@ -978,7 +978,7 @@ class RestApi:
         name = urllib.parse.unquote(name)
         label = urllib.parse.unquote(label) if label else None
         response = self.registry.status(name, int(version) if version else None, label)
-        return json_format.MessageToDict(response, including_default_value_fields=True)
+        return json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
 
 
 class _RestHandler(http.server.BaseHTTPRequestHandler):
