@@ -123,14 +123,23 @@ def infer_specs(model):
         elif len(tensor.shape) == 4:
             resize = model.get_layer(f"{name}_resize")
             specs.append(modalities.ImageInput(name, size=(resize.height, resize.width)))
-        elif f"{name}_log_mel" in layer_names:
-            rate = model.get_layer(f"{name}_log_mel").sample_rate
+        elif f"{name}_log_mel" in layer_names or f"{name}_waveform" in layer_names:
+            rate = _audio_sample_rate(model, name, layer_names)
             specs.append(modalities.AudioInput(name, sample_rate=rate, seconds=tensor.shape[1] / rate))
         else:
             features = [f"{name}_{i}" for i in range(tensor.shape[-1])]
             window = tensor.shape[1] if len(tensor.shape) == 3 else None
             specs.append(modalities.SensorInput(name, features, window=window, mean=[0.0], variance=[1.0]))
     return specs
+
+
+def _audio_sample_rate(model, name, layer_names):
+    """Our log-mel layer's `sample_rate`, Whisper's converter's `sampling_rate`;
+    Moonshine's waveform front end takes 16 kHz only."""
+    if f"{name}_log_mel" not in layer_names:
+        return 16000
+    front_end = model.get_layer(f"{name}_log_mel")
+    return front_end.sample_rate if hasattr(front_end, "sample_rate") else front_end.sampling_rate
 
 
 def raw_signature(specs):

@@ -1,26 +1,48 @@
-"""Audio modality: mono waveform -> log-mel (tensorflow-io) -> CNN or transformer."""
+"""Audio modality: mono waveform -> log-mel + CNN/transformer, or a pretrained encoder."""
 
 import keras
 
 from mmkeras.audio import LogMelSpectrogram, SpecAugment
+from mmkeras.modalities.audio_pretrained import (
+    PRETRAINED_AUDIO_ENCODERS,
+    check_pretrained_spec,
+    pretrained_audio_tokens,
+)
 from mmkeras.modalities.base import Encoded, Modality
 from mmkeras.modalities.missing import SplitMissing, TokenMask
+
+AUDIO_ENCODERS = ("cnn", "transformer", *PRETRAINED_AUDIO_ENCODERS)
 
 
 class AudioInput(Modality):
     """An audio input: a mono float waveform in [-1, 1] at `sample_rate`.
 
     The data pipeline and the serving signature decode, mix down, resample
-    and pad/crop every clip to `seconds`; the model computes the log-mel
-    spectrogram, applies SpecAugment while training, and encodes it.
+    and pad/crop every clip to `seconds`; the model computes the features
+    and encodes them. `"cnn"` and `"transformer"` train from scratch on a
+    log-mel spectrogram (SpecAugment while training). `"whisper"` and
+    `"moonshine"` are pretrained speech encoders from a KerasHub preset,
+    each over the front end it was trained with (see
+    `mmkeras.modalities.audio_pretrained`): Whisper pads every clip to its
+    30 s window (its cost does not shrink with the clip), Moonshine reads
+    the waveform at any length (better for short clips).
 
     Args:
         name: input name (model input and serving field).
-        sample_rate: Hz.
-        seconds: clip duration the model sees.
-        num_mels: mel bands of the front end.
-        encoder: `"cnn"` (small 2D CNN over log-mel) or `"transformer"`.
-        spec_augment: frequency/time masking during training.
+        sample_rate: Hz. The pretrained encoders take 16000 only.
+        seconds: clip duration the model sees. Whisper: up to the preset's
+            window (30 s); Moonshine: 0.1 to 64 s.
+        num_mels: mel bands of the `"cnn"`/`"transformer"` front end (a
+            pretrained encoder uses its preset's).
+        encoder: `"cnn"` (small 2D CNN over log-mel), `"transformer"`,
+            `"whisper"` or `"moonshine"`.
+        spec_augment: frequency/time masking of the log-mel during training
+            (every encoder but Moonshine, which reads the waveform).
+        weights: for `"whisper"`/`"moonshine"` (required there): a local
+            KerasHub preset directory holding the backbone and its audio
+            converter, or a preset handle (downloads). Only the encoder half
+            of the encoder-decoder backbone enters the model.
+        trainable: `False` freezes a pretrained encoder.
 
     Example:
     >>> spec = AudioInput("voice", sample_rate=8000, seconds=1.0)
@@ -29,20 +51,35 @@ class AudioInput(Modality):
     >>> encoded = spec.encode(spec.keras_input())
     >>> encoded.pooled.shape[-1]  # 64 mels / 8 after the CNN, x 128 channels
     1024
+    >>> speech = AudioInput("speech", seconds=5.0, encoder="whisper",
+    ...                     weights="presets/whisper_tiny_en", trainable=False)
+    >>> speech.num_samples  # the preset is read when the model is built
+    80000
     """
 
     kind = "audio"
 
     def __init__(self, name, sample_rate=16000, seconds=1.0, num_mels=64, encoder="cnn",
-                 spec_augment=True):
+                 spec_augment=True, weights=None, trainable=True):
         super().__init__(name)
-        if encoder not in ("cnn", "transformer"):
-            raise ValueError(f"AudioInput encoder must be 'cnn' or 'transformer'. Received: {encoder!r}")
+        if encoder not in AUDIO_ENCODERS:
+            pretrained = " or ".join(repr(known) for known in PRETRAINED_AUDIO_ENCODERS)
+            raise ValueError(f"AudioInput encoder must be 'cnn' or 'transformer' (trained from "
+                             f"scratch), or a pretrained {pretrained}. Received: {encoder!r}")
         self.sample_rate = int(sample_rate)
         self.seconds = float(seconds)
         self.num_mels = int(num_mels)
         self.encoder = encoder
         self.spec_augment = bool(spec_augment)
+        self.weights = None if weights is None else str(weights)
+        self.trainable = bool(trainable)
+        if encoder in PRETRAINED_AUDIO_ENCODERS:
+            check_pretrained_spec(encoder, self.weights, self.sample_rate, self.seconds)
+        elif weights is not None:
+            raise ValueError(
+                f"AudioInput encoder={encoder!r} trains from scratch and takes no weights; "
+                f"pretrained encoders: {sorted(PRETRAINED_AUDIO_ENCODERS)}. Received: weights={weights!r}"
+            )
 
     @property
     def num_samples(self):
@@ -52,9 +89,20 @@ class AudioInput(Modality):
         return keras.Input(shape=(self.num_samples,), dtype="float32", name=self.name)
 
     def encode(self, x):
-        # float32 under mixed precision too: the log-mel front end needs the
+        # float32 under mixed precision too: the front end needs the
         # waveform's full resolution.
         waveform, presence = SplitMissing(dtype="float32", name=f"{self.name}_missing")(x)
+        if self.encoder in PRETRAINED_AUDIO_ENCODERS:
+            tokens = pretrained_audio_tokens(
+                self.encoder, waveform, name=self.name, weights=self.weights,
+                trainable=self.trainable, spec_augment=self.spec_augment)
+        else:
+            tokens = self._log_mel_tokens(waveform)
+        pooled = keras.layers.GlobalAveragePooling1D(name=f"{self.name}_pool")(tokens)
+        token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
+        return Encoded(pooled, tokens, token_mask, presence)
+
+    def _log_mel_tokens(self, waveform):
         # 25 ms windows, 10 ms hops, as speech and sound-event models use.
         log_mel = LogMelSpectrogram(
             sample_rate=self.sample_rate, fft_size=_next_power_of_two(self.sample_rate // 40),
@@ -67,17 +115,14 @@ class AudioInput(Modality):
             # SpecAugment paper, not 0 dB; and masks do not skew the statistics.
             log_mel = SpecAugment(name=f"{self.name}_spec_augment")(log_mel)
         if self.encoder == "cnn":
-            tokens = _cnn_encoder(log_mel, self.name)
-        else:
-            tokens = _transformer_encoder(log_mel, self.name)
-        pooled = keras.layers.GlobalAveragePooling1D(name=f"{self.name}_pool")(tokens)
-        token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
-        return Encoded(pooled, tokens, token_mask, presence)
+            return _cnn_encoder(log_mel, self.name)
+        return _transformer_encoder(log_mel, self.name)
 
     def get_config(self):
         return {"name": self.name, "sample_rate": self.sample_rate, "seconds": self.seconds,
                 "num_mels": self.num_mels, "encoder": self.encoder,
-                "spec_augment": self.spec_augment}
+                "spec_augment": self.spec_augment, "weights": self.weights,
+                "trainable": self.trainable}
 
 
 def _cnn_encoder(log_mel, name, filters=(32, 64, 128)):
