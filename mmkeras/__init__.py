@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 from mmkeras import serving  # noqa: E402
 from mmkeras.builder import build_model, build_unimodal  # noqa: E402
 from mmkeras.export import export  # noqa: E402
+from mmkeras.finetune import unfreeze  # noqa: E402
 from mmkeras.modalities import AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
 from mmkeras.tasks import Classification  # noqa: E402
 

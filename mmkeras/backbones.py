@@ -1,17 +1,18 @@
 """The one door to KerasCV, KerasHub and keras.applications image backbones.
 
-Every image architecture mmkeras knows is one entry of `IMAGE_BACKBONES`: the
-library and class that build it, its explicit constructor config, the pixel
-normalisation it expects and the channels of its feature map. Architectures
-are always built from these configs, never from a library preset name: a
-KerasCV preset name fetches its config over the network even without weights,
-and KerasCV 0.9's preset files hold no configs at all. KerasCV is no longer
+Every image architecture mmkeras knows is one entry of `IMAGE_BACKBONES`
+(`mmkeras/backbone_configs.py`): the library and class that build it, its
+explicit constructor config, the pixel normalisation it expects and the
+channels of its features. Architectures are always built from these configs,
+never from a library preset name: a KerasCV preset name fetches its config
+over the network even without weights, and KerasCV 0.9's preset files hold
+no configs at all. KerasCV is no longer
 developed, so it is imported only here; replacing it touches this file alone.
 
-The configs were copied from the libraries' own presets: KerasCV's
-`*_backbone_presets.py` (before configs moved to Kaggle), KerasHub's timm
-converters (`keras_hub/src/utils/timm/convert_*.py`, which define the
-architectures of its `*_imagenet` presets) and keras.applications.
+CNNs give a feature map `[B, h, w, C]`. Vision transformers (ViT, DINOv2, the
+image towers of CLIP and SigLIP) are wrapped to give
+`{"tokens": [B, N, C], "pooled": [B, C]}`, `pooled` being the model's own
+summary: its class token, or SigLIP's attention-pooling head.
 
 Example:
 >>> from mmkeras import backbones
@@ -23,126 +24,16 @@ Example:
 """
 
 import copy
-import dataclasses
 import inspect
 import json
 import os
 
 import keras
 
-NORMALIZATIONS = ("unit", "symmetric", "imagenet", "none")
-LIBRARIES = ("mmkeras", "keras_cv", "keras_hub", "keras_applications")
+from mmkeras.backbone_configs import IMAGE_BACKBONES, LIBRARIES, NORMALIZATIONS, POOLINGS, BackboneEntry
 
-
-@dataclasses.dataclass(frozen=True)
-class BackboneEntry:
-    """How to build one named image backbone.
-
-    Args:
-        library: which library builds it: `"mmkeras"` (this file),
-            `"keras_cv"`, `"keras_hub"` or `"keras_applications"`.
-        class_name: the class (or keras.applications function) in that
-            library, e.g. `"ResNetV2Backbone"`.
-        config: its explicit constructor arguments, except the input shape.
-        normalization: the pixels it expects: `"unit"` (x / 255),
-            `"symmetric"` (x / 127.5 - 1), `"imagenet"` (ImageNet mean/std
-            over 0..255) or `"none"` (the backbone rescales itself).
-        channels: channels of its output feature map.
-    """
-
-    library: str
-    class_name: str
-    config: dict
-    normalization: str
-    channels: int
-
-
-# === Configs shared by several entries ===
-
-_KERAS_CV_EFFICIENTNETV2_B = dict(
-    width_coefficient=1.0,
-    depth_coefficient=1.0,
-    skip_connection_dropout=0.2,
-    depth_divisor=8,
-    min_depth=8,
-    activation="swish",
-    stackwise_kernel_sizes=[3, 3, 3, 3, 3, 3],
-    stackwise_num_repeats=[1, 2, 2, 3, 5, 8],
-    stackwise_input_filters=[32, 16, 32, 48, 96, 112],
-    stackwise_output_filters=[16, 32, 48, 96, 112, 192],
-    stackwise_expansion_ratios=[1, 4, 4, 4, 6, 6],
-    stackwise_squeeze_and_excite_ratios=[0, 0, 0, 0.25, 0.25, 0.25],
-    stackwise_strides=[1, 2, 2, 2, 1, 2],
-    stackwise_conv_types=["fused", "fused", "fused", "unfused", "unfused", "unfused"],
-)
-
-_HS = "hard_swish"
-
-# === The registry: one entry per backbone ===
-
-# KerasCV entries set include_rescaling=False: the model's own normalisation
-# layer does KerasCV's x / 255, so a preset saved with rescaling on loads the
-# same way (see `_from_preset`).
-IMAGE_BACKBONES = {
-    "tiny_cnn": BackboneEntry("mmkeras", "tiny_cnn", dict(filters=[16, 32, 64]), "unit", 64),
-    # --- KerasCV 0.9 ---
-    "resnet18_v2": BackboneEntry("keras_cv", "ResNetV2Backbone", dict(
-        stackwise_filters=[64, 128, 256, 512], stackwise_blocks=[2, 2, 2, 2],
-        stackwise_strides=[1, 2, 2, 2], stackwise_dilations=None,
-        block_type="basic_block", include_rescaling=False), "unit", 512),
-    "resnet50_v2": BackboneEntry("keras_cv", "ResNetV2Backbone", dict(
-        stackwise_filters=[64, 128, 256, 512], stackwise_blocks=[3, 4, 6, 3],
-        stackwise_strides=[1, 2, 2, 2], stackwise_dilations=None,
-        block_type="block", include_rescaling=False), "unit", 2048),
-    "efficientnetv2_b0": BackboneEntry("keras_cv", "EfficientNetV2Backbone", dict(
-        _KERAS_CV_EFFICIENTNETV2_B, include_rescaling=False), "unit", 1280),
-    "mobilenet_v3_small": BackboneEntry("keras_cv", "MobileNetV3Backbone", dict(
-        stackwise_expansion=[1, 72.0 / 16, 88.0 / 24, 4, 6, 6, 3, 3, 6, 6, 6],
-        stackwise_filters=[16, 24, 24, 40, 40, 40, 48, 48, 96, 96, 96],
-        stackwise_kernel_size=[3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5],
-        stackwise_stride=[2, 2, 1, 2, 1, 1, 1, 1, 2, 1, 1],
-        stackwise_se_ratio=[0.25, None, None] + [0.25] * 8,
-        stackwise_activation=["relu"] * 3 + [_HS] * 8,
-        alpha=1.0, include_rescaling=False), "unit", 576),
-    "mobilenet_v3_large": BackboneEntry("keras_cv", "MobileNetV3Backbone", dict(
-        stackwise_expansion=[1, 4, 3, 3, 3, 3, 6, 2.5, 2.3, 2.3, 6, 6, 6, 6, 6],
-        stackwise_filters=[16, 24, 24, 40, 40, 40, 80, 80, 80, 80, 112, 112, 160, 160, 160],
-        stackwise_kernel_size=[3, 3, 3, 5, 5, 5, 3, 3, 3, 3, 3, 3, 5, 5, 5],
-        stackwise_stride=[1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1],
-        stackwise_se_ratio=[None] * 3 + [0.25] * 3 + [None] * 4 + [0.25] * 5,
-        stackwise_activation=["relu"] * 6 + [_HS] * 9,
-        alpha=1.0, include_rescaling=False), "unit", 960),
-    # --- KerasHub (architectures of its timm-converted *_imagenet presets) ---
-    # Not MobileNetBackbone: its depthwise convs are grouped Conv2D, which
-    # Keras on TensorFlow compiles with XLA, and a serving signature must not.
-    "keras_hub/resnet_18": BackboneEntry("keras_hub", "ResNetBackbone", dict(
-        input_conv_filters=[64], input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=[2, 2, 2, 2],
-        stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
-        use_pre_activation=False), "imagenet", 512),
-    "keras_hub/efficientnet_b0": BackboneEntry("keras_hub", "EfficientNetBackbone", dict(
-        stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7,
-        stackwise_kernel_sizes=[3, 3, 5, 3, 5, 5, 3],
-        stackwise_num_repeats=[1, 2, 2, 3, 3, 4, 1],
-        stackwise_input_filters=[32, 16, 24, 40, 80, 112, 192],
-        stackwise_output_filters=[16, 24, 40, 80, 112, 192, 320],
-        stackwise_expansion_ratios=[1, 6, 6, 6, 6, 6, 6],
-        stackwise_squeeze_and_excite_ratios=[0.25] * 7,
-        stackwise_strides=[1, 2, 2, 2, 1, 2, 1], stackwise_block_types=["v1"] * 7,
-        min_depth=None, include_stem_padding=True, use_depth_divisor_as_min_depth=True,
-        cap_round_filter_decrease=True, stem_conv_padding="valid",
-        batch_norm_momentum=0.9, batch_norm_epsilon=1e-5, dropout=0,
-        projection_activation=None), "imagenet", 1280),
-    # --- keras.applications (include_top=False; our layer normalises) ---
-    "keras_applications/efficientnetv2b0": BackboneEntry(
-        "keras_applications", "EfficientNetV2B0", dict(include_preprocessing=False),
-        "imagenet", 1280),
-    "keras_applications/mobilenetv3small": BackboneEntry(
-        "keras_applications", "MobileNetV3Small",
-        dict(alpha=1.0, minimalistic=False, include_preprocessing=False), "symmetric", 576),
-    "keras_applications/resnet50v2": BackboneEntry(
-        "keras_applications", "ResNet50V2", dict(), "symmetric", 2048),
-}
+__all__ = ["IMAGE_BACKBONES", "LIBRARIES", "NORMALIZATIONS", "POOLINGS", "BackboneEntry",
+           "build_image_backbone", "feature_channels", "image_normalization"]
 
 
 # === Public API ===
@@ -155,7 +46,7 @@ def image_normalization(name):
         name: a name from `IMAGE_BACKBONES`.
 
     Returns:
-        `"unit"`, `"symmetric"`, `"imagenet"` or `"none"`.
+        One of `NORMALIZATIONS`.
 
     Example:
     >>> image_normalization("keras_applications/resnet50v2")
@@ -165,7 +56,7 @@ def image_normalization(name):
 
 
 def feature_channels(name):
-    """Channels `C` of the named backbone's feature map `[B, h, w, C]`.
+    """Channels `C` of the named backbone's features (feature map or tokens).
 
     Example:
     >>> feature_channels("tiny_cnn")
@@ -175,11 +66,12 @@ def feature_channels(name):
 
 
 def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
-    """Builds a named image backbone: normalised pixels -> feature map.
+    """Builds a named image backbone: normalised pixels -> features.
 
     The model maps `[B, H, W, 3]` pixels, already normalised as
     `image_normalization(name)` says, to a feature map `[B, h, w, C]` with no
-    pooling.
+    pooling or, for a transformer entry (`pooling` other than `"average"`),
+    to `{"tokens": [B, N, C], "pooled": [B, C]}`.
 
     Args:
         name: a name from `IMAGE_BACKBONES`.
@@ -188,7 +80,8 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
             - a local preset directory (offline): a KerasHub preset (made with
               `save_to_preset`, or a timm/Transformers checkpoint directory
               KerasHub reads) for a `keras_hub` entry, a KerasCV preset for a
-              `keras_cv` entry. `from_preset` runs on the entry's class.
+              `keras_cv` entry. `from_preset` runs on the entry's class (for
+              CLIP/SigLIP on the two-tower class, keeping the image tower).
             - a weights file such as `.weights.h5` (offline): the architecture
               is built from the entry's config, then `load_weights(file)`.
             - a preset handle: `"kaggle://..."`, `"hf://..."` (KerasHub only)
@@ -196,13 +89,15 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
               `"resnet50_v2_imagenet"`), or `"imagenet"` for a
               keras.applications entry. These download, so they only work
               where the machine has a network.
-        input_shape: `(H, W, 3)`; `None` sizes accept any image size.
+        input_shape: `(H, W, 3)`; `None` sizes accept any image size (CNNs
+            only: transformers need a fixed size).
 
     Returns:
         A `keras.Model`.
 
     Raises:
-        ValueError: unknown `name`, or weights that do not fit the entry.
+        ValueError: unknown `name`, weights that do not fit the entry, or an
+            image size the entry or its preset cannot take.
         FileNotFoundError: `weights` is a path that does not exist.
 
     Example:
@@ -212,6 +107,29 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
     """
     entry = _entry(name)
     input_shape = tuple(input_shape)
+    if entry.pooling != "average" and None in input_shape[:2]:
+        raise ValueError(
+            f"Image backbone {name!r} is a transformer: it needs a fixed image "
+            f"size, e.g. input_shape=(224, 224, 3). Received: input_shape={input_shape}"
+        )
+    model = _build(name, entry, weights, input_shape)
+    return model if entry.pooling == "average" else _tokens_and_pooled(model, entry.pooling)
+
+
+# === Building ===
+
+
+def _entry(name):
+    if name not in IMAGE_BACKBONES:
+        raise ValueError(
+            f"Unknown image backbone {name!r}. Known backbones: "
+            f"{', '.join(sorted(IMAGE_BACKBONES))}."
+        )
+    return IMAGE_BACKBONES[name]
+
+
+def _build(name, entry, weights, input_shape):
+    """The library's own model, from the entry's config or from weights."""
     if weights is None:
         return _from_config(entry, input_shape)
     if not isinstance(weights, (str, os.PathLike)):
@@ -238,31 +156,20 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
     )
 
 
-# === Building ===
-
-
-def _entry(name):
-    if name not in IMAGE_BACKBONES:
-        raise ValueError(
-            f"Unknown image backbone {name!r}. Known backbones: "
-            f"{', '.join(sorted(IMAGE_BACKBONES))}."
-        )
-    return IMAGE_BACKBONES[name]
-
-
-def _library_class(entry):
+def _library_class(entry, class_name=None):
     """The class (or function) that builds an entry, imported lazily."""
+    class_name = class_name or entry.class_name
     if entry.library == "keras_cv":
         import keras_cv
 
-        return getattr(keras_cv.models, entry.class_name)
+        return getattr(keras_cv.models, class_name)
     if entry.library == "keras_hub":
         import keras_hub
 
-        return getattr(keras_hub.models, entry.class_name)
+        return getattr(keras_hub.models, class_name)
     if entry.library == "keras_applications":
-        return getattr(keras.applications, entry.class_name)
-    return _BUILDERS[entry.class_name]
+        return getattr(keras.applications, class_name)
+    return _BUILDERS[class_name]
 
 
 def _from_config(entry, input_shape):
@@ -287,7 +194,7 @@ def _preset_names(entry):
     if entry.library == "keras_applications":
         return ("imagenet",)
     if entry.library in ("keras_cv", "keras_hub"):
-        return tuple(_library_class(entry).presets)
+        return tuple(_library_class(entry, entry.preset_class).presets)
     return ()
 
 
@@ -302,17 +209,28 @@ def _from_preset(name, entry, preset, input_shape):
             f"{' or imagenet' if entry.library == 'keras_applications' else ''}. "
             f"Received: weights={preset!r}"
         )
-    if os.path.isdir(preset):
-        _check_preset_library(name, entry, preset)
-    if entry.library == "keras_hub":
-        return cls.from_preset(preset, **_hub_shape(cls, input_shape))
-    # A KerasCV preset may have been saved with rescaling on; the model's
-    # normalisation layer already divides by 255, so switch it off here.
-    return cls.from_preset(preset, input_shape=input_shape, include_rescaling=False)
+    config = _preset_config(name, entry, preset) if os.path.isdir(preset) else {}
+    if entry.library == "keras_cv":
+        # A KerasCV preset may have been saved with rescaling on; the model's
+        # normalisation layer already divides by 255, so switch it off here.
+        return cls.from_preset(preset, input_shape=input_shape, include_rescaling=False)
+    # A two-tower preset (CLIP, SigLIP) loads whole; the image tower is kept.
+    # A preset of the tower alone loads directly.
+    tower = entry.preset_class and config.get("class_name") != entry.class_name
+    if tower:
+        cls = _library_class(entry, entry.preset_class)
+    # Position embeddings learned for one size load only at that size, so a
+    # fixed-size family builds at the preset's size, checked below.
+    model = cls.from_preset(preset, **({} if entry.fixed_size else _hub_shape(cls, input_shape)))
+    if tower:
+        model = model.vision_encoder
+    if entry.fixed_size:
+        _check_preset_size(name, preset, _image_input(model), input_shape)
+    return model
 
 
-def _check_preset_library(name, entry, directory):
-    """Refuses a preset directory made by the other library, with a clear error."""
+def _preset_config(name, entry, directory):
+    """A preset directory's config.json; refuses one made by the other library."""
     config_path = os.path.join(directory, "config.json")
     if not os.path.isfile(config_path):
         raise ValueError(
@@ -330,6 +248,97 @@ def _check_preset_library(name, entry, directory):
             f"({registered}), but image backbone {name!r} is built by "
             f"{entry.library} ({entry.class_name})."
         )
+    return config
+
+
+def _check_preset_size(name, preset, images, input_shape):
+    size = tuple(images.shape[1:3])
+    if size != tuple(input_shape[:2]):
+        raise ValueError(
+            f"The preset {preset!r} of image backbone {name!r} takes {size[0]}x{size[1]} "
+            f"images: its position embeddings were learned for that size. Use "
+            f"ImageInput(size={size}). Received: an image size of {tuple(input_shape[:2])}"
+        )
+
+
+# === Transformers: tokens and their own pooled output ===
+
+
+def _image_input(model):
+    """KerasHub vision transformers take a tensor or `{"images": tensor}`."""
+    return model.input["images"] if isinstance(model.input, dict) else model.input
+
+
+def _tokens_and_pooled(encoder, pooling):
+    """Wraps a vision transformer: pixels -> `{"tokens": [B, N, C], "pooled": [B, C]}`."""
+    images = _image_input(encoder)
+    pixels = keras.Input(images.shape[1:], name="pixels")
+    feed = {"images": pixels} if isinstance(encoder.input, dict) else pixels
+    if pooling == "class_token":
+        tokens = encoder(feed)
+        pooled = ClassToken(name="class_token")(tokens)
+    else:
+        # SigLIP's vision encoder returns only its attention-pooled vector:
+        # cut a sub-model that also returns the tokens that head reads.
+        tokens, pooled = keras.Model(encoder.input, [encoder.post_layer_norm.output, encoder.output],
+                                     name=encoder.name)(feed)
+        # KerasHub 0.32's SigLIPVisionEmbedding reports one token too many
+        # (a class token SigLIP does not have). Keeping the true number of
+        # patch tokens changes nothing at run time and gives fusion layers
+        # the right static shape.
+        count = (images.shape[1] // encoder.patch_size) * (images.shape[2] // encoder.patch_size)
+        tokens = FirstTokens(count, name="patch_tokens")(tokens)
+    return keras.Model(pixels, {"tokens": tokens, "pooled": pooled}, name=encoder.name)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ClassToken(keras.layers.Layer):
+    """The first token of a sequence, `[B, N, C] -> [B, C]`.
+
+    ViT, DINOv2 and CLIP prepend a class token whose final state is the
+    image summary their heads (and CLIP's projection) read.
+
+    Example:
+    >>> import numpy as np
+    >>> ClassToken()(np.arange(12.0).reshape(1, 3, 4)).numpy().tolist()
+    [[0.0, 1.0, 2.0, 3.0]]
+    """
+
+    def call(self, tokens):
+        return tokens[:, 0, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class FirstTokens(keras.layers.Layer):
+    """The first `count` tokens of a sequence, `[B, N, C] -> [B, count, C]`.
+
+    Args:
+        count: how many tokens to keep.
+
+    Example:
+    >>> import numpy as np
+    >>> FirstTokens(2)(np.zeros((1, 5, 4))).shape
+    TensorShape([1, 2, 4])
+    """
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, tokens):
+        return tokens[:, : self.count, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}
+
+
+# === A small CNN for tests and demos ===
 
 
 def _tiny_cnn(filters, input_shape=(None, None, 3)):

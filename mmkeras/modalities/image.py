@@ -7,6 +7,9 @@ from mmkeras.modalities.missing import SplitMissing, TokenMask
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
+# OpenAI CLIP's image statistics (0..1 units in its preprocessor config).
+CLIP_MEAN = [255.0 * m for m in (0.48145466, 0.4578275, 0.40821073)]
+CLIP_STD = [255.0 * s for s in (0.26862954, 0.26130258, 0.27577711)]
 
 
 class ImageInput(Modality):
@@ -17,16 +20,25 @@ class ImageInput(Modality):
 
     Args:
         name: input name (model input and serving field).
-        size: `(height, width)` the model resizes to.
+        size: `(height, width)` the model resizes to. ViT, CLIP and SigLIP
+            presets take only the size they were trained at (224 x 224 for
+            the base presets); a mismatch is refused when they load.
         backbone: a name from `mmkeras.backbones.IMAGE_BACKBONES`.
         weights: `None` (random init), a local KerasHub/KerasCV preset
             directory, a `.weights.h5` file, or a preset handle (network).
+            A CLIP or SigLIP preset holds both towers; only the image tower
+            becomes part of the model.
         trainable: `False` freezes the backbone and keeps its BatchNorm in
-            inference mode; `True` fine-tunes it.
+            inference mode; `True` fine-tunes it. For two-stage fine-tuning
+            start frozen, then see `mmkeras.finetune.unfreeze`.
         augment: training-pipeline augmentation: `"flip"` (or `True`) for
             random horizontal flips, `"randaugment"` for flips plus
             RandAugment (it changes colours, so opt in only where colour
             does not carry the label), `False` for none.
+
+    The encoding's `pooled` is the average of a CNN's feature map or a
+    transformer's own summary (class token, SigLIP's attention pooling);
+    its `tokens` (feature-map cells or patch tokens) feed attention fusion.
 
     Example:
     >>> spec = ImageInput("photo", size=(32, 32), backbone="tiny_cnn")
@@ -63,7 +75,8 @@ class ImageInput(Modality):
         # explicit False stops it; fit() still passes training=True.
         pixels = keras.layers.Resizing(*self.size, name=f"{self.name}_resize")(pixels, training=False)
         pixels = _normalization(backbones.image_normalization(self.backbone), self.name)(pixels)
-        backbone = backbones.build_image_backbone(self.backbone, weights=self.weights)
+        backbone = backbones.build_image_backbone(self.backbone, weights=self.weights,
+                                                  input_shape=(*self.size, 3))
         backbone.name = f"{self.name}_backbone"
         if self.trainable:
             features = backbone(pixels)
@@ -71,8 +84,14 @@ class ImageInput(Modality):
             # Frozen backbones keep BatchNorm in inference mode even in fit().
             backbone.trainable = False
             features = backbone(pixels, training=False)
-        pooled = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool")(features)
-        tokens = keras.layers.Reshape((-1, features.shape[-1]), name=f"{self.name}_tokens")(features)
+        if isinstance(features, dict):
+            # A transformer: its own summary, named like the CNN average so
+            # every image input exposes `<name>_pool`.
+            pooled = keras.layers.Identity(name=f"{self.name}_pool")(features["pooled"])
+            tokens = features["tokens"]
+        else:
+            pooled = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool")(features)
+            tokens = keras.layers.Reshape((-1, features.shape[-1]), name=f"{self.name}_tokens")(features)
         token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
         return Encoded(pooled, tokens, token_mask, presence)
 
@@ -88,9 +107,10 @@ def _normalization(mode, name):
         return keras.layers.Rescaling(1.0 / 255.0, name=layer_name)
     if mode == "symmetric":
         return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=layer_name)
-    if mode == "imagenet":
-        variance = [s * s for s in IMAGENET_STD]
-        return keras.layers.Normalization(mean=IMAGENET_MEAN, variance=variance, name=layer_name)
+    if mode in ("imagenet", "clip"):
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if mode == "imagenet" else (CLIP_MEAN, CLIP_STD)
+        return keras.layers.Normalization(mean=mean, variance=[s * s for s in std], name=layer_name)
     if mode == "none":
         return keras.layers.Identity(name=layer_name)
-    raise ValueError(f"Unknown image normalisation {mode!r}; expected unit, symmetric, imagenet or none.")
+    raise ValueError(f"Unknown image normalisation {mode!r}; expected unit, symmetric, imagenet, clip "
+                     f"or none.")
