@@ -18,6 +18,7 @@ from setuptools import find_packages, setup
 #   log-mel is computed with tf.signal.
 # - soundfile (libsndfile): FLAC/OGG/MP3 in training pipelines; WAV uses
 #   core TF ops everywhere.
+# - scikit-learn: the metrics it computes exactly (F1, ROC-AUC, ...).
 INSTALL_REQUIRES = [
     "tensorflow>=2.20,<2.21",
     "tensorflow-text>=2.20.1,<2.21",
@@ -27,6 +28,7 @@ INSTALL_REQUIRES = [
     "keras-cv==0.9.0",
     "tensorflow-io==0.37.1; python_version < '3.13'",
     "soundfile>=0.12",
+    "scikit-learn>=1.3",
     "tensorboard>=2.20,<2.21",
     "numpy>=1.26,<3",
     "pillow",

@@ -151,6 +151,21 @@ def recorded_test_split(app, work_dir):
     return _subset(examples, np.asarray([position[row] for row in record["rows"]["test"] if row in position]))
 
 
+def demo_ceilings(app, manifest, rows, specs, baselines):
+    """The best scores the demo data allows the fused model and each baseline
+    (`mmkeras.data.ceiling`); None for data that is not the app's demo data."""
+    from mmkeras.data import ceiling, demo
+
+    cues = os.path.join(os.path.dirname(manifest), demo.CUES_NAME)
+    if app.name not in demo.DEMO_APPS or not os.path.exists(cues):
+        return None
+    columns = {spec.name: spec.features if spec.kind == "sensor" else [spec.name] for spec in specs}
+    seen = {"model": sum(columns.values(), [])}
+    seen.update({name: columns[input_name] for name, (_, input_name) in baselines.items()})
+    return {name: ceiling.ceiling_scores(app.name, cues, rows, ceiling.source_names_of(app.name, cols))
+            for name, cols in seen.items()}
+
+
 def _demo_image_size(app):
     sizes = [spec["size"][0] for spec in app.inputs if spec["kind"] == "image" and "size" in spec]
     return sizes[0] if sizes else 64
@@ -251,6 +266,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     report = evaluation.evaluate(
         model, datasets["test"], labels=data["labels"], multi_label=multi_label,
         normal_label=evaluation_config.get("normal_label"), baselines=baseline_models,
+        ceilings=demo_ceilings(app, manifest, test.rows, specs, baseline_models),
         out_dir=os.path.join(work_dir, "report"), tensorboard_dir=os.path.join(work_dir, "fused", "tensorboard"),
         headline=evaluation_config.get("headline"), seed=seed, verbose=verbose,
     )

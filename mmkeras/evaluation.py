@@ -874,10 +874,8 @@ def _report_sections(results):
 
     baselines = results["baselines"]
     if baselines:
-        rows = [["model (all modalities)", ", ".join(results["modalities"]), _fmt(baselines["model"]), ""]]
-        rows += [[name, b["input"], _fmt(b["value"]), _signed(b["model_minus_baseline"])]
-                 for name, b in baselines["baselines"].items()]
-        blocks = [("table", ["model", "inputs", metric, "model - baseline"], rows)]
+        header, rows = comparison_rows(results)
+        blocks = [("table", header, rows)]
         if "baselines" in plots:
             blocks.append(("image", plots["baselines"]))
         sections.append(("Model vs unimodal baselines", blocks))
@@ -1016,6 +1014,36 @@ def json_clean(value):
     return value
 
 
+def _fractions_of_ceiling(ceilings, metric, value, comparison):
+    """`{"model" | baseline name: {"value": ceiling, "fraction": score / ceiling}}`."""
+    if not ceilings:
+        return None
+    scores = {"model": value, **{n: b["value"] for n, b in ((comparison or {}).get("baselines") or {}).items()}}
+    out = {}
+    for name, ceiling in ceilings.items():
+        best, score = ceiling.get(metric), scores.get(name)
+        out[name] = {"value": best, "fraction": None if not best or score is None else score / best}
+    return out
+
+
+def comparison_rows(results):
+    """`(header, rows)`: the model and each baseline on the headline metric,
+    with the ceiling the data allows and the fraction reached, when known."""
+    metric, value = results["headline"]["metric"], results["headline"]["value"]
+    ceilings = results.get("ceilings") or {}
+    rows = [["model (all modalities)", ", ".join(results["modalities"]), value, None, "model"]]
+    for name, b in ((results.get("baselines") or {}).get("baselines") or {}).items():
+        rows.append([name, b["input"], b["value"], b["model_minus_baseline"], name])
+    header = ["model", "inputs", metric, "model - baseline"]
+    table = [[name, inputs, _fmt(v), "" if d is None else _signed(d)] for name, inputs, v, d, _ in rows]
+    if ceilings:
+        header += ["ceiling", "of ceiling"]
+        for row, (*_, key) in zip(table, rows):
+            ceiling = ceilings.get(key) or {}
+            row += [_fmt(ceiling.get("value")), _fmt(ceiling.get("fraction"))]
+    return header, table
+
+
 def format_results_table(results):
     """A short plain-text table of the headline metric: model vs baselines.
 
@@ -1025,13 +1053,8 @@ def format_results_table(results):
     Returns:
         str, one row per model.
     """
-    metric, value = results["headline"]["metric"], results["headline"]["value"]
-    rows = [("model (all modalities)", ", ".join(results["modalities"]), _fmt(value), "")]
-    if results.get("baselines"):
-        for name, b in results["baselines"]["baselines"].items():
-            rows.append((name, b["input"], _fmt(b["value"]), _signed(b["model_minus_baseline"])))
-    header = ("model", "inputs", metric, "model - baseline")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+    header, rows = comparison_rows(results)
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
@@ -1188,7 +1211,7 @@ def _unimodal_prob(model, inputs, input_name, batch_size):
 
 
 def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, baselines=None,
-             out_dir=None, tensorboard_dir=None, headline=None,
+             ceilings=None, out_dir=None, tensorboard_dir=None, headline=None,
              robustness_probabilities=DEFAULT_ROBUSTNESS_PROBABILITIES, seed=0, batch_size=32,
              max_examples=None, verbose="auto"):
     """Evaluates a multimodal classifier and writes a report.
@@ -1208,6 +1231,9 @@ def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, ba
         normal_label: single-label inspection tasks: the normal class (e.g. "ok").
         baselines: `{name: (unimodal_model, input_name)}`; each model takes only
             its own input.
+        ceilings: `{"model" | baseline name: {metric: best possible value}}`,
+            e.g. from `mmkeras.data.ceiling`; the report shows each score
+            beside its ceiling and the fraction of it reached.
         out_dir: where to write `metrics.json`, `report.md`, `report.html` and PNGs.
         tensorboard_dir: where to write scalars and the confusion-matrix image.
         headline: scalar of `classification_metrics` to compare on (default
@@ -1294,6 +1320,7 @@ def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, ba
         "robustness": robustness,
         "fusion_weights": weights,
         "baselines": comparison,
+        "ceilings": _fractions_of_ceiling(ceilings, metric, value, comparison),
         "notes": notes + robustness.pop("notes"),
     }
     results = json_clean(results)

@@ -35,6 +35,10 @@ def test_app_runs_end_to_end_quickly(name, tmp_path):
     signature = tf.saved_model.load(results["export_path"]).signatures["serving_default"]
     assert set(signature.structured_input_signature[1]) == {spec["name"] for spec in app.inputs}
     assert "model (all modalities)" in results["results_table"]
+    # Demo data: each score beside the best the data allows.
+    assert "of ceiling" in results["results_table"]
+    assert set(report["ceilings"]) == {"model"} | set(report["baselines"]["baselines"])
+    assert all(0 < c["value"] <= 1 for c in report["ceilings"].values())
 
     # Raw client inputs (file bytes, text, floats) of real demo examples: the
     # SavedModel, loaded where only TF and TF Text are imported, and the dev

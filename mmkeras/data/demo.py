@@ -40,6 +40,9 @@ from PIL import Image
 SAMPLE_RATE = 16000
 AUDIO_SECONDS = 1.0
 MANIFEST_NAME = "manifest.csv"
+# The hidden cues each example was drawn with, keyed by manifest row; the
+# manifest itself (what a model sees) never holds them. See `mmkeras.data.ceiling`.
+CUES_NAME = "cues.csv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,8 @@ class DemoApp:
         labels: class names, in the order a model's head should use.
         multi_label: whether the label column is a "|"-separated subset of
             `labels` (possibly empty) instead of one class.
+        cue_sources: each source of a hidden cue -> the manifest columns that
+            show it (the three sensor readings show one signature).
 
     Example:
     >>> DEMO_APPS["inspection"].columns_of_kind("sensor")
@@ -64,6 +69,7 @@ class DemoApp:
     columns: dict
     label_column: str
     labels: tuple
+    cue_sources: dict
     multi_label: bool = False
 
     def columns_of_kind(self, kind):
@@ -77,12 +83,14 @@ DEMO_APPS = {
         columns={"review": "text", "photo": "image", "voice": "audio", "label": "label"},
         label_column="label",
         labels=("negative", "neutral", "positive"),
+        cue_sources={"review": ("review",), "photo": ("photo",), "voice": ("voice",)},
     ),
     "medical": DemoApp(
         name="medical",
         columns={"radiograph": "image", "note": "text", "findings": "label"},
         label_column="findings",
         labels=("effusion", "nodule", "cardiomegaly", "pneumonia"),
+        cue_sources={"radiograph": ("radiograph",), "note": ("note",)},
         multi_label=True,
     ),
     "inspection": DemoApp(
@@ -97,6 +105,9 @@ DEMO_APPS = {
         },
         label_column="label",
         labels=("ok", "scratch", "dent", "contamination"),
+        cue_sources={"part_image": ("part_image",),
+                     "readings": ("temperature", "vibration_rms", "current"),
+                     "machine_sound": ("machine_sound",)},
     ),
 }
 
@@ -141,11 +152,10 @@ def _write_wav(path, samples, sample_rate=SAMPLE_RATE):
     _atomic_write_bytes(path, buffer.getvalue())
 
 
-def _write_manifest(out_dir, columns, rows):
-    # Written last and renamed into place: a manifest only ever lists files
-    # that are already complete.
-    path = out_dir / MANIFEST_NAME
-    tmp = out_dir / (MANIFEST_NAME + ".tmp")
+def _write_csv(path, columns, rows):
+    # The manifest is written last and renamed into place: a manifest only
+    # ever lists files that are already complete.
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(columns)
@@ -402,17 +412,21 @@ def _sentiment_voice(rng, cue):
     return np.clip(_normalise_rms(signal, rms), -1.0, 1.0)
 
 
-def _sentiment_example(rng, index, out_dir, image_size):
+def sentiment_cues(rng):
+    """Draws one example's label and the cue each source shows (-1, 0 or +1)."""
     cues = rng.choice([-1, 0, 1], size=3, p=_SENTIMENT_CUE_PROBS)
-    text_cue, photo_cue, voice_cue = (int(c) for c in cues)
-    total = int(cues.sum())
-    label = _SENTIMENT_LABELS[int(np.sign(total)) + 1]
+    label = _SENTIMENT_LABELS[int(np.sign(int(cues.sum()))) + 1]
+    return label, dict(zip(("review", "photo", "voice"), (int(c) for c in cues)))
+
+
+def _sentiment_example(rng, index, out_dir, image_size):
+    label, cues = sentiment_cues(rng)
     photo = f"images/{index:05d}.png"
     voice = f"audio/{index:05d}.wav"
-    _write_image(out_dir / photo, _sentiment_photo(rng, photo_cue, image_size))
-    _write_wav(out_dir / voice, _sentiment_voice(rng, voice_cue))
-    review = _sentiment_review(rng, text_cue)
-    return {"review": review, "photo": photo, "voice": voice, "label": label}
+    _write_image(out_dir / photo, _sentiment_photo(rng, cues["photo"], image_size))
+    _write_wav(out_dir / voice, _sentiment_voice(rng, cues["voice"]))
+    review = _sentiment_review(rng, cues["review"])
+    return {"review": review, "photo": photo, "voice": voice, "label": label}, cues
 
 
 # === Medical ===
@@ -477,16 +491,24 @@ def _clinical_note(rng, findings, visible):
     age, sex = int(rng.integers(28, 90)), rng.choice(("male", "female"))
     opening = f"{age}-year-old {sex} presenting with {rng.choice(_COMPLAINTS)}"
     statements = [str(h) for h in rng.choice(_HISTORY, size=int(rng.integers(1, 3)), replace=False)]
-    for finding, (hidden, shown, absent) in _NOTE_MENTIONS.items():
-        present = finding in findings
-        p = (shown if visible[finding] else hidden) if present else absent
-        if rng.random() < p:
-            statements.append(str(rng.choice(_NOTE_CUES[finding])).format(**fill))
-        elif not present and rng.random() < 0.35:
-            statements.append(str(rng.choice(_NOTE_NEGATIONS[finding])))
+    said = {}
+    for finding in _NOTE_MENTIONS:
+        said[finding], statement = _note_statement(rng, finding, finding in findings, visible[finding], fill)
+        if statement:
+            statements.append(statement)
     rng.shuffle(statements)
     sentences = [opening] + statements
-    return ". ".join(s[:1].upper() + s[1:] for s in sentences) + "."
+    return ". ".join(s[:1].upper() + s[1:] for s in sentences) + ".", said
+
+
+def _note_statement(rng, finding, present, visible, fill):
+    """What the note says of one finding: ("mentioned" | "negated" | "silent", text or None)."""
+    hidden, shown, absent = _NOTE_MENTIONS[finding]
+    if rng.random() < ((shown if visible else hidden) if present else absent):
+        return "mentioned", str(rng.choice(_NOTE_CUES[finding])).format(**fill)
+    if not present and rng.random() < 0.35:
+        return "negated", str(rng.choice(_NOTE_NEGATIONS[finding]))
+    return "silent", None
 
 
 def _lung_point(rng, side_x):
@@ -564,13 +586,38 @@ def _radiograph(rng, findings, visible, size):
     return _to_uint8(image)
 
 
-def _medical_example(rng, index, out_dir, image_size):
+def _medical_findings(rng):
     findings = [f for f, p in _FINDING_PREVALENCE.items() if rng.random() < p]
     visible = {f: f in findings and rng.random() < _FINDING_VISIBLE[f] for f in _FINDING_PREVALENCE}
+    return findings, visible
+
+
+def _medical_observations(visible, said):
+    return {"radiograph": "|".join(f for f in _FINDING_PREVALENCE if visible[f]),
+            "note": "|".join(f"{f}:{said[f]}" for f in _FINDING_PREVALENCE)}
+
+
+def medical_cues(rng):
+    """Draws one example's findings and what the radiograph and the note show of them.
+
+    The same distribution as the examples (not the same random stream: the
+    examples also draw pixels and words).
+    """
+    findings, visible = _medical_findings(rng)
+    said = {f: _note_statement(rng, f, f in findings, visible[f], _SAMPLE_FILL)[0] for f in _FINDING_PREVALENCE}
+    return "|".join(findings), _medical_observations(visible, said)
+
+
+_SAMPLE_FILL = {"side": "left", "mm": 5, "tenth": 2, "days": 2}
+
+
+def _medical_example(rng, index, out_dir, image_size):
+    findings, visible = _medical_findings(rng)
     radiograph = f"images/{index:05d}.png"
     _write_image(out_dir / radiograph, _radiograph(rng, findings, visible, image_size))
-    note = _clinical_note(rng, findings, visible)
-    return {"radiograph": radiograph, "note": note, "findings": "|".join(findings)}
+    note, said = _clinical_note(rng, findings, visible)
+    row = {"radiograph": radiograph, "note": note, "findings": "|".join(findings)}
+    return row, _medical_observations(visible, said)
 
 
 # === Inspection ===
@@ -701,11 +748,33 @@ def _machine_sound(rng, load, defect):
     return np.clip(_normalise_rms(signal, rng.uniform(0.08, 0.15)), -1.0, 1.0)
 
 
+# The reading that shows each defect's sensor signature.
+_TELLTALE_SENSOR = {"scratch": "vibration_rms", "dent": "current", "contamination": "temperature"}
+
+
+def _inspection_label(rng):
+    return "ok" if rng.random() < _OK_FRACTION else _DEFECTS[int(rng.integers(3))]
+
+
+def _sensor_observation(signature, missing):
+    """What the readings show: the signature, unless its telltale reading is
+    missing; then only which telltale readings are missing."""
+    if signature is not None and _TELLTALE_SENSOR[signature] not in missing:
+        return signature
+    return "none" + "".join(f"|no {c}" for c in sorted(missing) if c in _TELLTALE_SENSOR.values())
+
+
+def inspection_cues(rng):
+    """Draws one example's label and the signature each source shows."""
+    label = _inspection_label(rng)
+    camera, sensors, microphone = _inspection_signatures(rng, label)
+    missing = {c for c in _TELLTALE_SENSOR.values() if rng.random() < _MISSING_SENSOR}
+    return label, {"part_image": camera or "none", "readings": _sensor_observation(sensors, missing),
+                   "machine_sound": microphone or "none"}
+
+
 def _inspection_example(rng, index, out_dir, image_size):
-    if rng.random() < _OK_FRACTION:
-        label = "ok"
-    else:
-        label = _DEFECTS[int(rng.integers(3))]
+    label = _inspection_label(rng)
     camera, sensors, microphone = _inspection_signatures(rng, label)
     load = rng.uniform(0.0, 1.0)  # machine state, independent of the label
     part_image = f"images/{index:05d}.jpg"
@@ -714,7 +783,10 @@ def _inspection_example(rng, index, out_dir, image_size):
     _write_wav(out_dir / machine_sound, _machine_sound(rng, load, microphone))
     row = {"part_image": part_image, "machine_sound": machine_sound, "label": label}
     row.update(_sensor_readings(rng, load, sensors))
-    return row
+    missing = {column for column in _TELLTALE_SENSOR.values() if row[column] == ""}
+    cues = {"part_image": camera or "none", "readings": _sensor_observation(sensors, missing),
+            "machine_sound": microphone or "none"}
+    return row, cues
 
 
 # === Public API ===
@@ -723,6 +795,12 @@ _EXAMPLE_MAKERS = {
     "sentiment": _sentiment_example,
     "medical": _medical_example,
     "inspection": _inspection_example,
+}
+# Each app's label-and-cues distribution, without files: what the ceiling samples.
+CUE_SAMPLERS = {
+    "sentiment": sentiment_cues,
+    "medical": medical_cues,
+    "inspection": inspection_cues,
 }
 
 
@@ -775,11 +853,14 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
     make_example = _EXAMPLE_MAKERS[app]
-    rows = []
+    rows, cues = [], []
     for index in range(int(num_examples)):
         rng = np.random.default_rng([int(seed), _APP_SALT[app], index])
-        rows.append(make_example(rng, index, out_dir, int(image_size)))
-    return _write_manifest(out_dir, list(DEMO_APPS[app].columns), rows)
+        row, example_cues = make_example(rng, index, out_dir, int(image_size))
+        rows.append(row)
+        cues.append({"row": index + 1, **example_cues, "label": row[DEMO_APPS[app].label_column]})
+    _write_csv(out_dir / CUES_NAME, ["row", *DEMO_APPS[app].cue_sources, "label"], cues)
+    return _write_csv(out_dir / MANIFEST_NAME, list(DEMO_APPS[app].columns), rows)
 
 
 def generate_sentiment(out_dir, num_examples=600, seed=0, image_size=64):
