@@ -379,25 +379,3 @@ def test_frozen_text_encoder_gets_no_gradient():
     encoder_paths = {v.path for v in encoder.weights}
     assert not encoder_paths & {v.path for v in model.trainable_variables}
     assert zero_gradient_weights(model, {"review": TEXTS}, LABELS) == []
-
-
-def test_text_input_loads_weights_and_vocabulary_from_a_local_preset(tmp_path):
-    import keras_hub
-
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "great", "phone", "bad", "battery"]
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), num_layers=1, num_heads=2,
-                                             hidden_dim=8, intermediate_dim=16, max_sequence_length=16)
-    backbone.save_to_preset(str(tmp_path / "preset"))
-    keras_hub.tokenizers.BertTokenizer(vocabulary=vocabulary).save_to_preset(str(tmp_path / "preset"))
-
-    spec = mmk.TextInput("review", encoder="bert_base_en_uncased", sequence_length=6,
-                         weights=str(tmp_path / "preset"))
-    assert not spec.needs_adapt()
-    x = spec.keras_input()
-    model = keras.Model(x, spec.encode(x).tokens)
-    tokenizer = next(layer for layer in model.layers if layer.name == "review_tokenizer")
-    ids, mask = tokenizer(tf.constant(["great phone", "bad"]))
-    np.testing.assert_array_equal(ids.numpy(), [[2, 5, 6, 3, 0, 0], [2, 7, 3, 0, 0, 0]])
-    encoder = next(layer for layer in model.layers if layer.name == "review_encoder")
-    for loaded, saved in zip(encoder.get_weights(), backbone.get_weights()):
-        np.testing.assert_array_equal(loaded, saved)

@@ -5,29 +5,20 @@ Single segments are packed with `StartEndPacker` (core TF ops); KerasHub's
 multi-segment packer emits `TFText>RoundRobinTrim`, which TF Serving lacks.
 """
 
+import hashlib
+import os
+
 import keras
 import numpy as np
 from keras import ops
 
 from mmkeras.modalities.base import Encoded, Modality
 from mmkeras.modalities.missing import TextPresence
+from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: F401  (the registry, read from here too)
+from mmkeras.modalities.text_encoders import (TextFamily, build_from_scratch, check_encoder, family_of,
+                                              load_pretrained, used_outputs)
 
 RESERVED_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
-
-# Architecture configs of KerasHub encoders, one line each. The `*_tiny`
-# entries train from scratch in seconds; the others match the published
-# presets, whose weights and vocabulary come from a local preset directory.
-TEXT_ENCODERS = {
-    "bert_tiny": ("BertBackbone", dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)),
-    "bert_small_en_uncased": ("BertBackbone", dict(num_layers=4, num_heads=8, hidden_dim=512, intermediate_dim=2048)),
-    "bert_base_en_uncased": ("BertBackbone", dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072)),
-    "distil_bert_tiny": ("DistilBertBackbone", dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)),
-    "distil_bert_base_en_uncased": ("DistilBertBackbone", dict(num_layers=6, num_heads=12, hidden_dim=768, intermediate_dim=3072)),
-    "roberta_tiny": ("RobertaBackbone", dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)),
-    "roberta_base_en": ("RobertaBackbone", dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072)),
-    "deberta_v3_tiny": ("DebertaV3Backbone", dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512, bucket_size=32)),
-    "deberta_v3_small_en": ("DebertaV3Backbone", dict(num_layers=6, num_heads=12, hidden_dim=768, intermediate_dim=3072, bucket_size=256)),
-}
 
 
 class TextInput(Modality):
@@ -35,12 +26,18 @@ class TextInput(Modality):
 
     Args:
         name: input name (model input and serving field).
-        encoder: a name from `TEXT_ENCODERS` (BERT, DistilBERT, RoBERTa,
-            DeBERTaV3 architectures).
-        sequence_length: tokens per example, `[CLS]`/`[SEP]` included.
+        encoder: a name from `TEXT_ENCODERS`: a BERT, DistilBERT, RoBERTa,
+            DeBERTaV3 or ELECTRA architecture, or the text tower of a CLIP
+            (`"clip_text"`) or SigLIP (`"siglip_text"`) preset.
+        sequence_length: tokens per example, special tokens included.
+            SigLIP needs its tower's own length (64 for
+            `siglip_base_patch16_224`; another is an error naming it): it
+            pools the last position.
         weights: a local KerasHub preset directory (weights + vocabulary)
-            or a preset handle (network). `None` trains from scratch with a
-            WordPiece vocabulary learned from training texts.
+            or a preset handle (network). Its backbone class must be the
+            one `encoder` names; the architecture comes from the preset.
+            `None` trains from scratch with a WordPiece vocabulary learned
+            from training texts.
         vocabulary: a WordPiece vocabulary list; learned by `adapt()` if None.
         vocabulary_size: size of the vocabulary `adapt()` learns.
         lowercase: lowercase before WordPiece (learned vocabularies only).
@@ -59,11 +56,10 @@ class TextInput(Modality):
     def __init__(self, name, encoder="bert_tiny", sequence_length=64, weights=None,
                  vocabulary=None, vocabulary_size=2000, lowercase=True, trainable=True):
         super().__init__(name)
-        if encoder not in TEXT_ENCODERS:
-            raise ValueError(f"Unknown text encoder {encoder!r}. Known: {sorted(TEXT_ENCODERS)}")
+        check_encoder(encoder, weights)
         self.encoder = encoder
         self.sequence_length = int(sequence_length)
-        self.weights = weights
+        self.weights = os.fspath(weights) if weights is not None else None  # a path stays JSON
         self.vocabulary = list(vocabulary) if vocabulary is not None else None
         self.vocabulary_size = int(vocabulary_size)
         self.lowercase = bool(lowercase)
@@ -94,28 +90,34 @@ class TextInput(Modality):
 
     def encode(self, x):
         presence = TextPresence(name=f"{self.name}_presence")(x)
-        tokenizer, backbone = self._tokenizer_and_backbone()
+        tokenizer, backbone, family = self._tokenizer_and_backbone()
         token_ids, padding_mask = TextTokenizer(
-            tokenizer, self.sequence_length, name=f"{self.name}_tokenizer")(x)
-        backbone_inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+            tokenizer, self.sequence_length, name=f"{self.name}_tokenizer", **packing(tokenizer, family))(x)
+        available = {"token_ids": token_ids, "padding_mask": padding_mask}
         if "segment_ids" in backbone.input:
-            backbone_inputs["segment_ids"] = ZerosLike(name=f"{self.name}_segment_ids")(token_ids)
+            available["segment_ids"] = ZerosLike(name=f"{self.name}_segment_ids")(token_ids)
+        # CLIP and SigLIP towers take token ids only: they attend to padding.
+        backbone_inputs = {key: available[key] for key in backbone.input}
         if self.trainable:
-            sequence = backbone(backbone_inputs)
+            outputs = backbone(backbone_inputs)
         else:
             backbone.trainable = False
-            sequence = backbone(backbone_inputs, training=False)
-        if isinstance(sequence, dict):
-            sequence = sequence["sequence_output"]
-        pooled = keras.layers.GlobalAveragePooling1D(name=f"{self.name}_pool")(sequence, mask=padding_mask)
+            outputs = backbone(backbone_inputs, training=False)
+        sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+        if family.pooling == "tower":
+            pooled = outputs["pooled_output"]
+        elif family.pooling == "end_token":
+            pooled = EndTokenPooling(name=f"{self.name}_pool")(sequence, padding_mask)
+        else:
+            pooled = keras.layers.GlobalAveragePooling1D(name=f"{self.name}_pool")(sequence, mask=padding_mask)
         return Encoded(pooled, sequence, padding_mask, presence)
 
     def _tokenizer_and_backbone(self):
         import keras_hub
 
         if self.weights is not None:
-            tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(self.weights)
-            backbone = keras_hub.models.Backbone.from_preset(self.weights)
+            tokenizer, backbone = load_pretrained(self.encoder, self.weights, self.sequence_length)
+            family = family_of(self.encoder)
         else:
             if self.vocabulary is None:
                 raise ValueError(
@@ -125,18 +127,10 @@ class TextInput(Modality):
             tokenizer = keras_hub.tokenizers.WordPieceTokenizer(
                 vocabulary=self.vocabulary, lowercase=self.lowercase, oov_token="[UNK]",
             )
-            class_name, config = TEXT_ENCODERS[self.encoder]
-            backbone = getattr(keras_hub.models, class_name)(
-                vocabulary_size=len(self.vocabulary),
-                max_sequence_length=max(self.sequence_length, 64),
-                **config,
-            )
-        if "pooled_dense" in [layer.name for layer in backbone.layers]:
-            # BERT's [CLS] pooler is unused (we mean-pool): freeze it so fit()
-            # does not warn about variables without gradients.
-            backbone.get_layer("pooled_dense").trainable = False
-        backbone.name = f"{self.name}_encoder"
-        return tokenizer, backbone
+            backbone = build_from_scratch(self.encoder, len(self.vocabulary), self.sequence_length)
+            family = TextFamily()  # a learned WordPiece vocabulary: [CLS] ... [SEP], mean pooling
+        backbone = used_outputs(backbone, family, name=f"{self.name}_encoder")
+        return tokenizer, backbone, family
 
     def get_config(self):
         return {"name": self.name, "encoder": self.encoder, "sequence_length": self.sequence_length,
@@ -145,22 +139,44 @@ class TextInput(Modality):
                 "trainable": self.trainable}
 
 
+def packing(tokenizer, family):
+    """`TextTokenizer` arguments that pack text as `family`'s preprocessor does.
+
+    Example:
+    >>> import keras_hub
+    >>> vocab = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "good"]
+    >>> packing(keras_hub.tokenizers.BertTokenizer(vocabulary=vocab), TextFamily())
+    {'special_token_ids': (1, 2, 0), 'lowercase': False, 'strip_punctuation': False}
+    """
+    start, end, pad = _special_token_ids(tokenizer)
+    return {"special_token_ids": (start if family.start_token else None, end,
+                                  end if family.pad_with_end_token else pad),
+            "lowercase": family.lowercase, "strip_punctuation": family.strip_punctuation}
+
+
 @keras.saving.register_keras_serializable(package="mmkeras")
 class TextTokenizer(keras.layers.Layer):
     """A KerasHub tokenizer plus single-segment packing, as TF ops everywhere.
 
     Outputs `(token_ids, padding_mask)`, both `[B, sequence_length]`:
-    `[CLS] tokens [SEP] [PAD]...` with the tokenizer's own special tokens.
-    KerasHub turns preprocessing outputs into Python lists when called
-    eagerly; inside a model they must stay tensors, so both layers run in
-    KerasHub's no-convert scope.
+    `[start] tokens [end] [pad]...` with the tokenizer's own special tokens
+    (`[CLS] ... [SEP] [PAD]` for BERT). KerasHub turns preprocessing outputs
+    into Python lists when called eagerly; inside a model they must stay
+    tensors, so both layers run in KerasHub's no-convert scope.
 
     Args:
-        tokenizer: a `keras_hub.tokenizers.Tokenizer`.
+        tokenizer: a `keras_hub.tokenizers.Tokenizer` (or its config).
         sequence_length: tokens per example, special tokens included.
-        special_token_ids: `(start, end, pad)` ids; read from the tokenizer
-            if None. Kept in the config because a reloaded tokenizer gets
-            its vocabulary (an asset) only after the layer is rebuilt.
+        special_token_ids: `(start, end, pad)` ids, `start` None for no start
+            token; read from the tokenizer if None. Kept in the config
+            because a reloaded tokenizer gets its vocabulary (an asset) only
+            after the layer is rebuilt.
+        lowercase: lowercase (UTF-8) before tokenizing.
+        strip_punctuation: remove ASCII punctuation and repeated spaces
+            (SigLIP's canonical text).
+        max_characters: texts are cut to this many characters before the
+            tokenizer, so a huge request cannot stall a server; default
+            32 per token, far more than the tokens kept.
 
     Example:
     >>> import keras_hub
@@ -169,21 +185,31 @@ class TextTokenizer(keras.layers.Layer):
     >>> ids, mask = TextTokenizer(tokenizer, 5)(["good phone", ""])
     >>> ids.numpy().tolist()
     [[1, 5, 6, 2, 0], [1, 2, 0, 0, 0]]
+    >>> ids, mask = TextTokenizer(tokenizer, 5, special_token_ids=(None, 2, 2), lowercase=True,
+    ...                           strip_punctuation=True)(["Good, phone!"])
+    >>> ids.numpy().tolist(), mask.numpy().tolist()
+    ([[5, 6, 2, 2, 2]], [[True, True, True, False, False]])
     """
 
-    def __init__(self, tokenizer, sequence_length, special_token_ids=None, **kwargs):
+    def __init__(self, tokenizer, sequence_length, special_token_ids=None, lowercase=False,
+                 strip_punctuation=False, max_characters=None, **kwargs):
         super().__init__(**kwargs)
         import keras_hub
 
         if isinstance(tokenizer, dict):
-            tokenizer = keras.saving.deserialize_keras_object(tokenizer)
-        # Preset BPE/SentencePiece tokenizers would otherwise run as Python.
+            # No eager Python path (KerasHub >= 0.32 would run `tokenizers` or
+            # `sentencepiece` in eager calls): TF ops, as in the SavedModel.
+            tokenizer = keras.saving.deserialize_keras_object(
+                {**tokenizer, "config": {**tokenizer["config"], "_allow_python_workflow": False}})
         tokenizer._allow_python_workflow = False
         self.tokenizer = tokenizer
         self.sequence_length = int(sequence_length)
         if special_token_ids is None:
             special_token_ids = _special_token_ids(tokenizer)
-        self.special_token_ids = [int(i) for i in special_token_ids]
+        self.special_token_ids = [None if i is None else int(i) for i in special_token_ids]
+        self.lowercase = bool(lowercase)
+        self.strip_punctuation = bool(strip_punctuation)
+        self.max_characters = int(max_characters or 32 * self.sequence_length)
         start, end, pad = self.special_token_ids
         self.packer = keras_hub.layers.StartEndPacker(
             sequence_length=self.sequence_length, start_value=start, end_value=end,
@@ -197,9 +223,17 @@ class TextTokenizer(keras.layers.Layer):
         import tensorflow as tf
         from keras_hub.src.utils.tensor_utils import no_convert_scope
 
+        texts = tf.reshape(tf.convert_to_tensor(inputs), [-1])
+        texts = tf.strings.substr(texts, 0, self.max_characters, unit="UTF8_CHAR")
+        if self.lowercase:
+            # "utf-8" lowercases beyond ASCII and replaces invalid bytes.
+            texts = tf.strings.lower(texts, encoding="utf-8")
+        if self.strip_punctuation:
+            texts = tf.strings.regex_replace(texts, PUNCTUATION, "")
+            texts = tf.strings.strip(tf.strings.regex_replace(texts, r"\s+", " "))
+        _name_sentencepiece_model(self.tokenizer)
         with no_convert_scope():
-            token_ids = self.tokenizer(tf.reshape(tf.convert_to_tensor(inputs), [-1]))
-            return self.packer(token_ids)
+            return self.packer(self.tokenizer(texts))
 
     def compute_output_spec(self, inputs):
         shape = (inputs.shape[0], self.sequence_length)
@@ -207,16 +241,64 @@ class TextTokenizer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length,
-                "special_token_ids": self.special_token_ids,
+                "special_token_ids": self.special_token_ids, "lowercase": self.lowercase,
+                "strip_punctuation": self.strip_punctuation, "max_characters": self.max_characters,
                 "tokenizer": keras.saving.serialize_keras_object(self.tokenizer)}
 
 
+# The characters SigLIP's preprocessor removes (KerasHub's, from big_vision).
+PUNCTUATION = r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]"
+
+
+def _name_sentencepiece_model(tokenizer):
+    """Names a SentencePiece model's node in a SavedModel after the model.
+
+    TF Text creates every SentencePiece model with a node named
+    `SentenceTokenizerInitializer/SentencepieceOp`, and a loaded SavedModel
+    holding two such nodes gives both the first one's model (TF 2.20, TF
+    Text 2.20): a DeBERTaV3 and a SigLIP input would share a vocabulary. A
+    name from the model's bytes keeps them apart; equal models may share.
+    """
+    resource = getattr(getattr(tokenizer, "_sentence_piece", None), "_model_resource", None)
+    if resource is not None and isinstance(getattr(resource, "_model", None), bytes):
+        resource._name = "sentencepiece_" + hashlib.sha256(resource._model).hexdigest()[:16]
+
+
 def _special_token_ids(tokenizer):
-    """(start, end, pad) ids: BERT-style names or the tokenizer's own."""
-    if getattr(tokenizer, "start_token_id", None) is not None:
+    """(start, end, pad) ids: the tokenizer's own, or BERT's names in a plain vocabulary."""
+    if getattr(tokenizer, "end_token_id", None) is not None:
         pad = getattr(tokenizer, "pad_token_id", None)
-        return tokenizer.start_token_id, tokenizer.end_token_id, pad if pad is not None else 0
+        return (getattr(tokenizer, "start_token_id", None), tokenizer.end_token_id,
+                pad if pad is not None else 0)
     return tuple(tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class EndTokenPooling(keras.layers.Layer):
+    """Each row's embedding at its last unpadded position: CLIP's end token.
+
+    KerasHub's `CLIPTextPooler` finds the end token as the largest token id
+    (true of CLIP's vocabulary); the padding mask finds it for any
+    vocabulary and padding value.
+
+    Call arguments:
+        sequence: `[B, N, D]` token embeddings.
+        mask: bool `[B, N]`, False on padding.
+
+    Example:
+    >>> import numpy as np
+    >>> sequence = np.arange(12, dtype="float32").reshape(2, 3, 2)
+    >>> mask = np.array([[True, True, False], [True, True, True]])
+    >>> EndTokenPooling()(sequence, mask).numpy().tolist()
+    [[2.0, 3.0], [10.0, 11.0]]
+    """
+
+    def call(self, sequence, mask):
+        last = ops.maximum(ops.sum(ops.cast(mask, "int32"), axis=1) - 1, 0)
+        return ops.take_along_axis(sequence, last[:, None, None], axis=1)[:, 0]
+
+    def compute_output_spec(self, sequence, mask):
+        return keras.KerasTensor((sequence.shape[0], sequence.shape[-1]), dtype=sequence.dtype)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
