@@ -234,8 +234,9 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     batch_size = train_config.get("batch_size", 32)
     datasets = {name: make_dataset(part, specs, batch_size=batch_size, training=name == "train", seed=seed)
                 for name, part in (("train", train), ("val", val), ("test", test))}
+    steps_per_epoch = -(-len(train) // batch_size)
     class_weight = (training.class_weights(train.labels, len(data["labels"]))
-                    if train_config.get("class_weights") and not multi_label else None)
+                    if train_config.get("class_weights", True) and not multi_label else None)
 
     # === Fused model ===
     with _precision(train_config.get("precision", "float32")):
@@ -244,7 +245,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             model = build_app_model(app, specs, train)
         fit_options = dict(epochs=epochs or train_config.get("epochs", 10), class_weight=class_weight,
                            verbose=verbose)
-        _train(model, datasets, app, os.path.join(work_dir, "fused"), fit_options)
+        _train(model, datasets, app, os.path.join(work_dir, "fused"), fit_options, steps_per_epoch)
 
     model_path = os.path.join(work_dir, "model.keras")
     model.save(model_path + ".partial.keras")  # a crash mid-save keeps the previous model
@@ -258,7 +259,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             with _precision(train_config.get("precision", "float32")), distribution.scope():
                 baseline = build_unimodal(spec, _task(app), projection_dim=app.model.get("projection_dim", 128))
             _train(baseline, _only(datasets, spec.name), app,
-                   os.path.join(work_dir, f"baseline_{spec.name}"), fit_options)
+                   os.path.join(work_dir, f"baseline_{spec.name}"), fit_options, steps_per_epoch)
             baseline_models[f"{spec.name} only"] = (baseline, spec.name)
 
     # === Evaluation ===
@@ -289,11 +290,16 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             "results_table": table, "model": model, "baselines": baseline_models}
 
 
-def _train(model, datasets, app, out_dir, fit_options):
+def _train(model, datasets, app, out_dir, fit_options, steps_per_epoch):
     from mmkeras import evaluation, training
 
     config, multi_label = app.training, app.data.get("multi_label", False)
-    training.compile_model(model, multi_label=multi_label, learning_rate=config.get("learning_rate", 1e-3),
+    learning_rate = config.get("learning_rate", 1e-3)
+    if config.get("lr_schedule", "cosine") == "cosine":
+        learning_rate = training.warmup_cosine(learning_rate, fit_options["epochs"] * steps_per_epoch)
+    training.compile_model(model, multi_label=multi_label, learning_rate=learning_rate,
+                           optimizer=config.get("optimizer", "adamw"),
+                           label_smoothing=config.get("label_smoothing", 0.0),
                            jit_compile=config.get("jit_compile", False))
     confusion = None if multi_label else evaluation.ConfusionMatrixCallback(
         datasets["val"], app.data["labels"], os.path.join(out_dir, "tensorboard"))

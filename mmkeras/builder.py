@@ -9,7 +9,7 @@ from mmkeras.modalities import Modality
 
 # Layer names of the model itself; an input with one of them would clash.
 RESERVED_NAMES = ("label", "fusion", "presence", "modality_embeddings", "modality_dropout",
-                  "head_dropout")
+                  "head_hidden", "head_dropout")
 
 
 def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modality_dropout=0.1,
@@ -87,6 +87,10 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
         fused = fused[0]
 
     # === Heads ===
+    # A hidden layer after fusion: the label may depend on the modalities
+    # jointly (two sources must agree, a sum of cues), which a linear head
+    # over the fused vector cannot express.
+    fused = keras.layers.Dense(projection_dim, activation="gelu", name="head_hidden")(fused)
     outputs = task.head("label")(keras.layers.Dropout(0.1, name="head_dropout")(fused))
     if task.auxiliary_heads:
         outputs = {"label": outputs}

@@ -77,6 +77,30 @@ _OPTIMIZERS = {
 }
 
 
+def warmup_cosine(learning_rate, total_steps, warmup_fraction=0.1):
+    """A learning-rate schedule: linear warm-up to `learning_rate`, then cosine decay to 0.
+
+    Warm-up keeps the first, noisy steps of freshly initialised heads from
+    wrecking pretrained or normalised encoders; decaying to zero settles the
+    weights that early stopping keeps.
+
+    Args:
+        learning_rate: peak learning rate.
+        total_steps: training steps of the whole run (epochs x steps per epoch).
+        warmup_fraction: part of `total_steps` spent warming up.
+
+    Example:
+    >>> schedule = warmup_cosine(1e-3, total_steps=100)
+    >>> [round(float(schedule(step)), 6) for step in (0, 10, 100)]
+    [0.0, 0.001, 0.0]
+    """
+    total_steps = max(int(total_steps), 1)
+    warmup_steps = int(total_steps * warmup_fraction)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=max(total_steps - warmup_steps, 1),
+        warmup_target=float(learning_rate), warmup_steps=warmup_steps)
+
+
 def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="adamw",
                   jit_compile=False, label_smoothing=0.0, auxiliary_loss_weight=0.3,
                   clipnorm=1.0, steps_per_execution=1):

@@ -47,9 +47,9 @@ def dataset(data, names, shuffle=False):
     return ds.batch(32)
 
 
-def specs():
+def specs(text_encoder="bert_tiny"):
     return [mmk.ImageInput("photo", size=(16, 16), backbone="tiny_cnn"),
-            mmk.TextInput("note", encoder="bert_tiny", sequence_length=8, vocabulary_size=64)]
+            mmk.TextInput("note", encoder=text_encoder, sequence_length=8, vocabulary_size=64)]
 
 
 class StopWhenLearned(keras.callbacks.Callback):
@@ -85,6 +85,14 @@ def test_every_fusion_learns_a_label_that_needs_both_modalities(fusion):
                             fusion_options=options, adapt_data=TRAIN[0])
     accuracy = fit(model, ["photo", "note"], [StopWhenLearned()])
     assert accuracy[-1] >= 0.95, f"{fusion}: validation accuracy per epoch {np.round(accuracy, 3)}"
+
+
+def test_the_cnn_text_encoder_learns_it_too():
+    keras.utils.set_random_seed(0)
+    model = mmk.build_model(specs("cnn"), fusion="gated", task=TASK, projection_dim=32,
+                            fusion_options={"hidden_dim": 32}, adapt_data=TRAIN[0])
+    accuracy = fit(model, ["photo", "note"], [StopWhenLearned()])
+    assert accuracy[-1] >= 0.95, f"validation accuracy per epoch {np.round(accuracy, 3)}"
 
 
 @pytest.mark.parametrize("modality", ["photo", "note"])

@@ -26,9 +26,11 @@ class TextInput(Modality):
 
     Args:
         name: input name (model input and serving field).
-        encoder: a name from `TEXT_ENCODERS`: a BERT, DistilBERT, RoBERTa,
-            DeBERTaV3 or ELECTRA architecture, or the text tower of a CLIP
-            (`"clip_text"`) or SigLIP (`"siglip_text"`) preset.
+        encoder: a name from `TEXT_ENCODERS`: `"cnn"` (word-piece
+            embeddings + 1D CNN, the choice for a few thousand texts from
+            scratch), a BERT, DistilBERT, RoBERTa, DeBERTaV3 or ELECTRA
+            architecture, or the text tower of a CLIP (`"clip_text"`) or
+            SigLIP (`"siglip_text"`) preset.
         sequence_length: tokens per example, special tokens included.
             SigLIP needs its tower's own length (64 for
             `siglip_base_patch16_224`; another is an error naming it): it
@@ -53,7 +55,7 @@ class TextInput(Modality):
 
     kind = "text"
 
-    def __init__(self, name, encoder="bert_tiny", sequence_length=64, weights=None,
+    def __init__(self, name, encoder="cnn", sequence_length=64, weights=None,
                  vocabulary=None, vocabulary_size=2000, lowercase=True, trainable=True):
         super().__init__(name)
         check_encoder(encoder, weights)
@@ -106,6 +108,8 @@ class TextInput(Modality):
         sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
         if family.pooling == "tower":
             pooled = outputs["pooled_output"]
+        elif family.pooling == "max":
+            pooled = keras.layers.GlobalMaxPooling1D(name=f"{self.name}_pool")(sequence)
         elif family.pooling == "end_token":
             pooled = EndTokenPooling(name=f"{self.name}_pool")(sequence, padding_mask)
         else:
@@ -128,7 +132,8 @@ class TextInput(Modality):
                 vocabulary=self.vocabulary, lowercase=self.lowercase, oov_token="[UNK]",
             )
             backbone = build_from_scratch(self.encoder, len(self.vocabulary), self.sequence_length)
-            family = TextFamily()  # a learned WordPiece vocabulary: [CLS] ... [SEP], mean pooling
+            # A learned WordPiece vocabulary: [CLS] ... [SEP]; mean pooling, max for the CNN.
+            family = TextFamily(pooling="max" if self.encoder == "cnn" else "mean")
         backbone = used_outputs(backbone, family, name=f"{self.name}_encoder")
         return tokenizer, backbone, family
 

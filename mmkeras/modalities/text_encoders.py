@@ -21,7 +21,8 @@ class TextFamily:
     Attributes:
         tower: the attribute holding the text tower of a two-tower backbone
             (`None`: the backbone is the text encoder).
-        pooling: `"mean"` (masked mean of the sequence), `"end_token"` (the
+        pooling: `"mean"` (masked mean of the sequence), `"max"` (max over
+            positions, for the CNN's n-gram detectors), `"end_token"` (the
             end token's embedding, as CLIP pools) or `"tower"` (the tower's
             own pooled output, as SigLIP's head).
         start_token: packing prepends the tokenizer's start token.
@@ -65,6 +66,9 @@ TEXT_FAMILIES = {
 # vocabulary come from a preset (`weights=`). A `None` config is a pretrained
 # tower only: its tokenizer conventions come with its preset.
 TEXT_ENCODERS = {
+    # Word-piece embeddings + 1D CNN (mmkeras/modalities/text_cnn.py): the
+    # default from scratch, it learns from a few thousand texts.
+    "cnn": ("TextCNN", dict(embedding_dim=64, filters=128, kernel_size=3)),
     "bert_tiny": ("BertBackbone", dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)),
     "bert_small_en_uncased": ("BertBackbone", dict(num_layers=4, num_heads=8, hidden_dim=512, intermediate_dim=2048)),
     "bert_base_en_uncased": ("BertBackbone", dict(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072)),
@@ -250,6 +254,10 @@ def build_from_scratch(encoder, vocabulary_size, sequence_length):
     import keras_hub
 
     class_name, config = TEXT_ENCODERS[encoder]
+    if class_name == "TextCNN":
+        from mmkeras.modalities.text_cnn import build_text_cnn
+
+        return build_text_cnn(vocabulary_size, sequence_length, **config)
     family = TEXT_FAMILIES[class_name]
     return getattr(keras_hub.models, class_name)(
         **{family.vocabulary_argument: vocabulary_size},
