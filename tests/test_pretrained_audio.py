@@ -167,6 +167,8 @@ def test_keras_file_round_trip_in_safe_mode(whisper_preset, moonshine_preset, tm
     inputs["voice"][1] = np.nan  # a missing clip
     np.testing.assert_allclose(restored.predict(inputs, verbose=0), model.predict(inputs, verbose=0), atol=1e-6)
     assert not restored.get_layer("speech_encoder").trainable_weights
+    # The frozen Whisper encoder stays frozen inside the reloaded model too.
+    assert len(restored.trainable_weights) == len(model.trainable_weights)
     # Exported from the file alone: the audio inputs are found from the model.
     export_path = mmk.export(restored, tmp_path / "models" / "speech", warmup=False)
     metadata = json.loads((Path(export_path) / "assets.extra" / "mmkeras.json").read_text())

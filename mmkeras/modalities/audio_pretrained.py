@@ -30,6 +30,7 @@ from keras import ops
 
 from mmkeras.audio import SpecAugment
 from mmkeras.modalities.missing import TokenMask
+from mmkeras.modalities.submodel import SubModel
 
 # Encoder name -> (KerasHub backbone class, audio converter class) a preset
 # directory must hold; one line per model family.
@@ -144,7 +145,7 @@ def _preset_class(directory, file_name):
 
 def _encoder_part(inputs, output, name, trainable):
     """The backbone's graph from `inputs` to `output` as its own model (no decoder)."""
-    encoder = keras.Model(inputs, output, name=f"{name}_encoder")
+    encoder = SubModel(inputs, output, name=f"{name}_encoder")
     encoder.trainable = trainable
     return encoder
 
