@@ -214,6 +214,8 @@ def test_training_augmentation_changes_images_but_keeps_missing_ones(demo_dir, t
     assert not np.allclose(np.sort(plain[1:].ravel()), np.sort(augmented[~missing].ravel()))
     with pytest.raises(ValueError, match="augment"):
         mmk.ImageInput("photo", augment="mixup")
+    # Flips change the label of digits or oriented parts: only an app that says so gets them.
+    assert mmk.ImageInput("photo").augment is False
 
 
 @pytest.mark.parametrize("extension, subtype, tolerance", [

@@ -31,8 +31,10 @@ class ImageInput(Modality):
         trainable: `False` freezes the backbone and keeps its BatchNorm in
             inference mode; `True` fine-tunes it. For two-stage fine-tuning
             start frozen, then see `mmkeras.finetune.unfreeze`.
-        augment: training-pipeline augmentation: `"flip"` (or `True`) for
-            random horizontal flips, `"randaugment"` for flips plus
+        augment: training-pipeline augmentation, off by default because a
+            flip changes the label of digits, text and oriented parts:
+            `"flip"` (or `True`) for random horizontal flips where a mirror
+            image keeps its label, `"randaugment"` for flips plus
             RandAugment (it changes colours, so opt in only where colour
             does not carry the label), `False` for none.
 
@@ -51,7 +53,7 @@ class ImageInput(Modality):
     kind = "image"
 
     def __init__(self, name, size=(224, 224), backbone="tiny_cnn", weights=None,
-                 trainable=True, augment=True):
+                 trainable=True, augment=False):
         super().__init__(name)
         self.size = tuple(int(s) for s in size)
         self.backbone = backbone
