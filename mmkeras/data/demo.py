@@ -756,6 +756,12 @@ def _inspection_label(rng):
     return "ok" if rng.random() < _OK_FRACTION else _DEFECTS[int(rng.integers(3))]
 
 
+def _inspection_observations(camera, sensors, microphone, missing):
+    """What each source shows, given the signatures and the missing readings."""
+    return {"part_image": camera or "none", "readings": _sensor_observation(sensors, missing),
+            "machine_sound": microphone or "none"}
+
+
 def _sensor_observation(signature, missing):
     """What the readings show: the signature, unless its telltale reading is
     missing; then only which telltale readings are missing."""
@@ -769,8 +775,7 @@ def inspection_cues(rng):
     label = _inspection_label(rng)
     camera, sensors, microphone = _inspection_signatures(rng, label)
     missing = {c for c in _TELLTALE_SENSOR.values() if rng.random() < _MISSING_SENSOR}
-    return label, {"part_image": camera or "none", "readings": _sensor_observation(sensors, missing),
-                   "machine_sound": microphone or "none"}
+    return label, _inspection_observations(camera, sensors, microphone, missing)
 
 
 def _inspection_example(rng, index, out_dir, image_size):
@@ -784,9 +789,7 @@ def _inspection_example(rng, index, out_dir, image_size):
     row = {"part_image": part_image, "machine_sound": machine_sound, "label": label}
     row.update(_sensor_readings(rng, load, sensors))
     missing = {column for column in _TELLTALE_SENSOR.values() if row[column] == ""}
-    cues = {"part_image": camera or "none", "readings": _sensor_observation(sensors, missing),
-            "machine_sound": microphone or "none"}
-    return row, cues
+    return row, _inspection_observations(camera, sensors, microphone, missing)
 
 
 # === Public API ===
