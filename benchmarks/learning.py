@@ -20,16 +20,20 @@ import time
 APPS = ("sentiment", "medical", "inspection")
 
 
-def run_once(app, seed, examples, epochs):
-    from mmkeras.app import run_app
+def run_once(app, seed, examples, epochs, model_options=None, baselines=True):
+    """One default run of `app` on fresh demo data; `model_options` override keys of its
+    `model` section (e.g. `{"fusion": "concat"}`)."""
+    from mmkeras.app import load_app, run_app
 
+    config = load_app(os.path.join("apps", app))
+    config.model.update(model_options or {})
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_app(os.path.join("apps", app), work_dir=tmp, export=False, verbose=0, seed=seed,
-                          num_examples=examples, epochs=epochs)
+        results = run_app(config, work_dir=tmp, export=False, verbose=0, seed=seed,
+                          num_examples=examples, epochs=epochs, baselines=baselines)
     report = results["report"]
     scores = {"model": report["headline"]["value"],
-              **{name: b["value"] for name, b in report["baselines"]["baselines"].items()}}
+              **{name: b["value"] for name, b in ((report["baselines"] or {}).get("baselines") or {}).items()}}
     return {"app": app, "seed": seed, "metric": report["headline"]["metric"], "seconds": time.perf_counter() - start,
             "scores": scores, "fraction_of_ceiling": {n: c["fraction"] for n, c in report["ceilings"].items()}}
 

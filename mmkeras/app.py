@@ -19,6 +19,18 @@ from mmkeras.data.manifest import Examples, load_examples, raw_file_bytes
 from mmkeras.data.pipeline import make_dataset
 
 SECTIONS = ("data", "inputs", "model", "training", "evaluation", "export")
+# The keys each dict section may hold (README "App configuration"): a typo is
+# an error, not a silently ignored setting.
+SECTION_KEYS = {
+    "data": ("manifest", "demo_examples", "label_column", "labels", "multi_label", "threshold",
+             "validation_fraction", "test_fraction", "on_error"),
+    "model": ("fusion", "projection_dim", "modality_dropout", "fusion_options", "auxiliary_heads"),
+    "training": ("epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer",
+                 "label_smoothing", "class_weights", "patience", "precision", "strategy",
+                 "jit_compile"),
+    "evaluation": ("headline", "normal_label"),
+    "export": ("base_dir", "serving_version"),
+}
 
 
 @dataclasses.dataclass
@@ -34,10 +46,34 @@ class App:
     evaluation: dict
     export: dict
     description: str = ""
+    file: str = "app.yaml"
 
     def specs(self):
-        """Fresh modality specs (they learn state when the model is built)."""
-        return [modalities.from_config(copy.deepcopy(c)) for c in self.inputs]
+        """Fresh modality specs (they learn state when the model is built).
+
+        Raises:
+            ValueError: an input spec the modality refuses (an unknown or bad
+                key), naming the app file and `inputs[i]`.
+        """
+        specs = []
+        for i, config in enumerate(self.inputs):
+            try:
+                specs.append(modalities.from_config(copy.deepcopy(config)))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{self.file}: inputs[{i}] ({config.get('name')!r}): "
+                                 f"{e}{_accepted_keys(config)}") from e
+        return specs
+
+
+def _accepted_keys(config):
+    """`"; accepted keys: ..."` for a spec of a known kind, else ""."""
+    import inspect
+
+    spec_class = modalities.MODALITIES.get(config.get("kind"))
+    if spec_class is None:
+        return ""
+    keys = [name for name in inspect.signature(spec_class.__init__).parameters if name != "self"]
+    return f"; accepted keys: kind, {', '.join(keys)}"
 
 
 def load_app(path):
@@ -65,12 +101,54 @@ def load_app(path):
     for i, spec in enumerate(config["inputs"]):
         if "kind" not in spec or "name" not in spec:
             raise ValueError(f"{file}: inputs[{i}] needs `kind` and `name`. Received: {spec}")
+    for section, keys in SECTION_KEYS.items():
+        _check_keys(file, section, config.get(section) or {})
     return App(
         name=config.get("name") or os.path.basename(os.path.dirname(os.path.abspath(file))),
         path=os.path.dirname(os.path.abspath(file)),
+        file=file,
         description=config.get("description", ""),
         **{section: config.get(section) or ({} if section != "inputs" else []) for section in SECTIONS},
     )
+
+
+def _check_keys(file, section, values):
+    if not isinstance(values, dict):
+        raise ValueError(f"{file}: `{section}` must be a mapping of keys to values. Received: {values!r}")
+    unknown = sorted(set(values) - set(SECTION_KEYS[section]))
+    if unknown:
+        raise ValueError(f"{file}: unknown key(s) {unknown} in `{section}`; "
+                         f"known: {list(SECTION_KEYS[section])}")
+
+
+def with_overrides(app, settings):
+    """A copy of `app` with `section.key=value` settings applied.
+
+    Values are read as YAML (`3` is an int, `[a, b]` a list, `null` None)
+    and checked like the file's own keys.
+
+    Args:
+        app: an `App`.
+        settings: strings such as `"training.patience=20"`.
+
+    Example:
+    >>> app = with_overrides(load_app("apps/sentiment"), ["training.epochs=3", "model.fusion=concat"])
+    >>> app.training["epochs"], app.model["fusion"]
+    (3, 'concat')
+    """
+    app = copy.deepcopy(app)
+    for setting in settings:
+        key, equals, value = setting.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not equals or not dot or not name:
+            raise ValueError(f"Expected a setting as section.key=value; received {setting!r}")
+        if section not in SECTION_KEYS:
+            raise ValueError(f"Cannot set {setting!r}: settable sections are {list(SECTION_KEYS)}")
+        overridden = {**getattr(app, section), name: yaml.safe_load(value)}
+        _check_keys(f"{app.file} (--set {setting})", section, overridden)
+        setattr(app, section, overridden)
+    app.specs()  # the inputs still build
+    return app
 
 
 def split_examples(examples, validation_fraction, test_fraction, seed=0):
@@ -176,18 +254,17 @@ def build_app_model(app, specs, train):
     from mmkeras.builder import build_model
 
     model_config = dict(app.model)
-    return build_model(
-        specs, fusion=model_config.pop("fusion", "concat"), task=_task(app),
-        adapt_data=train.columns, **model_config,
-    )
+    fusion = model_config.pop("fusion", "concat")
+    task = _task(app, auxiliary_heads=model_config.pop("auxiliary_heads", False))
+    return build_model(specs, fusion=fusion, task=task, adapt_data=train.columns, **model_config)
 
 
-def _task(app):
+def _task(app, auxiliary_heads=False):
     from mmkeras.tasks import Classification
 
     data = app.data
     return Classification(labels=data["labels"], multi_label=data.get("multi_label", False),
-                          threshold=data.get("threshold", 0.5))
+                          threshold=data.get("threshold", 0.5), auxiliary_heads=auxiliary_heads)
 
 
 def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=None, epochs=None,
@@ -326,7 +403,11 @@ def _precision(policy):
 
 
 def _only(datasets, name):
-    return {split: ds.map(lambda x, y: ({name: x[name]}, y)) for split, ds in datasets.items()}
+    # A named function: AutoGraph cannot read a lambda's source in a comprehension.
+    def keep(x, y):
+        return {name: x[name]}, y
+
+    return {split: ds.map(keep) for split, ds in datasets.items()}
 
 
 def raw_examples(examples, specs, count=4):

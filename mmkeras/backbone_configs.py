@@ -91,6 +91,7 @@ _HS = "hard_swish"
 # same way (see `mmkeras.backbones._from_preset`).
 IMAGE_BACKBONES = {
     "tiny_cnn": BackboneEntry("mmkeras", "tiny_cnn", dict(filters=[16, 32, 64]), "unit", 64),
+    "small_cnn": BackboneEntry("mmkeras", "small_cnn", dict(filters=[16, 32, 64]), "unit", 64),
     # --- KerasCV 0.9 ---
     "resnet18_v2": BackboneEntry("keras_cv", "ResNetV2Backbone", dict(
         stackwise_filters=[64, 128, 256, 512], stackwise_blocks=[2, 2, 2, 2],

@@ -1,6 +1,7 @@
 """The `mmkeras` command.
 
     mmkeras run apps/sentiment             # demo data -> train -> report -> export
+    mmkeras run apps/sentiment --fusion concat --epochs 30 --set training.patience=20
     mmkeras train apps/sentiment --data manifest.csv
     mmkeras evaluate apps/sentiment --model runs/sentiment/model.keras
     mmkeras export runs/sentiment/model.keras savedmodels/sentiment
@@ -24,22 +25,36 @@ DELEGATED = {
 }
 
 
+# A mistake in the user's config, data or arguments: the message says what
+# and where, so the command prints it without a traceback (unless --debug).
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATED:
-        import importlib
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        if argv and argv[0] in DELEGATED:
+            import importlib
 
-        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0
-    args = _parser().parse_args(argv)
-    if not hasattr(args, "handler"):
-        _parser().print_help()
-        return 2
-    return args.handler(args) or 0
+            return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0
+        args = _parser().parse_args(argv)
+        if not hasattr(args, "handler"):
+            _parser().print_help()
+            return 2
+        return args.handler(args) or 0
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"mmkeras: error: {e}\n(run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="mmkeras", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in DELEGATED:
         commands.add_parser(name, help=f"see `mmkeras {name} --help`", add_help=False)
@@ -62,6 +77,8 @@ def _parser():
     evaluate.add_argument("--model", required=True, help="a .keras file")
     evaluate.add_argument("--data", help="evaluate on every row of this manifest instead")
     evaluate.add_argument("--work-dir", help="the run folder (default: runs/<app>)")
+    evaluate.add_argument("--out", help="report folder (default: a new <work-dir>/evaluations/<n>; "
+                                        "the run's own report is never overwritten)")
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser("export", help="export a .keras model as a TF Serving SavedModel")
@@ -91,23 +108,42 @@ def _app_command(commands, name, help, training=False):
     command.add_argument("--examples", type=int, help="demo data size")
     command.add_argument("--seed", type=int, default=0)
     if training:
-        command.add_argument("--epochs", type=int, help="override training.epochs")
+        for flag, key, kind in _SHORTHANDS:
+            command.add_argument(flag, type=kind, help=f"set {key}")
+        command.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                             help="set any key of the app's data/model/training/evaluation/export "
+                                  "sections (value read as YAML); repeatable")
     return command
+
+
+# Flags for the settings tuned most often: each is a `--set`.
+_SHORTHANDS = (("--fusion", "model.fusion", str), ("--epochs", "training.epochs", int),
+               ("--learning-rate", "training.learning_rate", float),
+               ("--batch-size", "training.batch_size", int))
+
+
+def _configured_app(args):
+    """The app with the command line's settings applied (checked like the file)."""
+    from mmkeras.app import load_app, with_overrides
+
+    settings = [f"{key}={getattr(args, flag[2:].replace('-', '_'))}" for flag, key, _ in _SHORTHANDS
+                if getattr(args, flag[2:].replace("-", "_")) is not None]
+    return with_overrides(load_app(args.app), settings + args.set)
 
 
 def _run(args):
     from mmkeras.app import run_app
 
-    run_app(args.app, manifest=args.data, work_dir=args.work_dir, export_dir=args.export_dir,
-            num_examples=args.examples, epochs=args.epochs, baselines=not args.no_baselines,
+    run_app(_configured_app(args), manifest=args.data, work_dir=args.work_dir, export_dir=args.export_dir,
+            num_examples=args.examples, baselines=not args.no_baselines,
             export=not args.no_export, seed=args.seed)
 
 
 def _train(args):
     from mmkeras.app import run_app
 
-    results = run_app(args.app, manifest=args.data, work_dir=args.work_dir, num_examples=args.examples,
-                      epochs=args.epochs, baselines=False, export=False, seed=args.seed)
+    results = run_app(_configured_app(args), manifest=args.data, work_dir=args.work_dir,
+                      num_examples=args.examples, baselines=False, export=False, seed=args.seed)
     print(f"saved {results['model_path']}")
 
 
@@ -128,12 +164,21 @@ def _evaluate(args):
     else:
         test = recorded_test_split(app, work_dir)
     model = keras.saving.load_model(args.model, safe_mode=True)
+    out_dir = args.out or _new_evaluation_dir(work_dir)
     report = evaluation.evaluate(
         model, make_dataset(test, app.specs(), batch_size=app.training.get("batch_size", 32)),
         labels=app.data["labels"], multi_label=app.data.get("multi_label", False),
         normal_label=app.evaluation.get("normal_label"), headline=app.evaluation.get("headline"),
-        out_dir=os.path.join(work_dir, "report"))
+        out_dir=out_dir)
     print(evaluation.format_results_table(report))
+    print(f"report in {out_dir}")
+
+
+def _new_evaluation_dir(work_dir):
+    """`<work_dir>/evaluations/<n>`, n one past the highest there: never an existing folder."""
+    parent = os.path.join(work_dir, "evaluations")
+    taken = [int(n) for n in os.listdir(parent) if n.isdigit()] if os.path.isdir(parent) else []
+    return os.path.join(parent, str(max(taken, default=0) + 1))
 
 
 def _export(args):

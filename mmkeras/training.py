@@ -260,7 +260,7 @@ class _BestCheckpoint(keras.callbacks.ModelCheckpoint):
     """
 
     def __init__(self, filepath, monitor, backup_dir):
-        super().__init__(filepath, monitor=monitor, save_best_only=True)
+        super().__init__(filepath, monitor=monitor, save_best_only=True, mode=_mode(monitor))
         self.record_path = os.path.splitext(filepath)[0] + ".json"
         self.backup_dir = backup_dir
 
@@ -300,8 +300,10 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
 
     Args:
         out_dir: run directory (created as needed).
-        monitor: logged quantity for the best checkpoint and early stopping;
-            `"val_loss"` needs validation data, use `"loss"` without it.
+        monitor: logged quantity for the best checkpoint and early stopping:
+            a loss (lower is better) or a metric (higher is better, e.g.
+            `"val_accuracy"`, see `validation_monitor`). `"val_*"` needs
+            validation data, use `"loss"` without it.
         patience: epochs without improvement before stopping; `None` turns
             early stopping off.
         tensorboard: write TensorBoard scalars to `out_dir/tensorboard`.
@@ -336,7 +338,7 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     ]
     if patience is not None:
         result.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=patience, restore_best_weights=True))
+            monitor=monitor, mode=_mode(monitor), patience=patience, restore_best_weights=True))
     log_dir = os.path.join(run_dir, "tensorboard")
     if tensorboard:
         # No graph and no profiler: a backbone's graph is large and slow to write.
@@ -349,6 +351,29 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     if confusion_matrix is not None:
         result.append(confusion_matrix)
     return result
+
+
+def validation_monitor(model):
+    """The logged validation metric that picks a classifier's best epoch.
+
+    Validation accuracy for a single-label head, ROC AUC for a multi-label
+    one (of the `"label"` output when the model has auxiliary heads). A
+    metric, not `val_loss`: on a few hundred validation examples the loss
+    swings with the confidence of a handful of mistakes, and class weights
+    and label smoothing move it without changing a prediction.
+
+    Example:
+    >>> x = keras.Input((2,), name="sensor")
+    >>> validation_monitor(keras.Model(x, keras.layers.Dense(2, activation="softmax", name="label")(x)))
+    'val_accuracy'
+    """
+    metric = "auc" if getattr(_label_layer(model), "multi_label", False) else "accuracy"
+    prefix = f"val_{LABEL_OUTPUT}_" if _aux_output_names(model) else "val_"
+    return prefix + metric
+
+
+def _mode(monitor):
+    return "min" if monitor.endswith("loss") else "max"
 
 
 # Alias so `fit(callbacks=...)` can still reach the function above.
@@ -537,8 +562,12 @@ def with_labels_for(model, dataset):
 
     A model with auxiliary heads outputs `{"label": ..., "<m>_aux": ...}`;
     each head is trained on the same target. Datasets of `(x, y)` or
-    `(x, y, sample_weight)` become `(x, {name: y, ...}, ...)`. Single-output
-    models, and datasets whose targets are already dicts, pass through.
+    `(x, y, sample_weight)` become `(x, {name: y, ...}, {name: weight, ...})`:
+    `"label"` keeps the sample weight (1 without one), and `"<m>_aux"` gets it
+    times the presence of modality `m` in the example, so a head is never
+    trained to predict the label from an input that is missing (all NaN, or
+    an empty string). Single-output models, and datasets whose targets are
+    already dicts, pass through.
 
     Args:
         model: the `keras.Model` to train.
@@ -552,11 +581,13 @@ def with_labels_for(model, dataset):
     >>> h = keras.layers.Dense(4)(x)
     >>> outputs = {"label": keras.layers.Dense(2, activation="softmax", name="label")(h),
     ...            "sensor_aux": keras.layers.Dense(2, activation="softmax", name="sensor_aux")(h)}
-    >>> ds = tf.data.Dataset.from_tensor_slices(({"sensor": [[0.0, 1.0]]}, [1]))
-    >>> sorted(with_labels_for(keras.Model({"sensor": x}, outputs), ds).element_spec[1])
-    ['label', 'sensor_aux']
+    >>> ds = tf.data.Dataset.from_tensor_slices(({"sensor": [[0.0, 1.0], [np.nan, np.nan]]}, [1, 0]))
+    >>> x, y, weights = next(iter(with_labels_for(keras.Model({"sensor": x}, outputs), ds.batch(2))))
+    >>> sorted(y), weights["sensor_aux"].numpy().tolist()
+    (['label', 'sensor_aux'], [1.0, 0.0])
     """
-    if not _aux_output_names(model):
+    aux_names = _aux_output_names(model)
+    if not aux_names:
         return dataset
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) not in (2, 3):
@@ -564,12 +595,32 @@ def with_labels_for(model, dataset):
                          f"received elements {spec}.")
     if isinstance(spec[1], dict):
         return dataset
-    names = list(model.output)
+    inputs_of = {name: name[: -len(AUX_SUFFIX)] for name in aux_names}
+    unknown = sorted(set(inputs_of.values()) - set(spec[0]))
+    if unknown:
+        raise ValueError(f"Auxiliary heads {sorted(aux_names)} need inputs {unknown}, which the "
+                         f"dataset does not have; it has {sorted(spec[0])}.")
 
-    def fan_out(x, y, *rest):
-        return (x, {name: y for name in names}, *rest)
+    def fan_out(x, y, weight=None):
+        if weight is None:
+            weight = tf.ones(tf.shape(y)[:1], "float32")
+        weight = tf.cast(weight, "float32")
+        weights = {LABEL_OUTPUT: weight}
+        weights.update({name: weight * _presence(x[inputs_of[name]]) for name in aux_names})
+        return x, {name: y for name in model.output}, weights
 
     return dataset.map(fan_out, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _presence(values):
+    """1.0 per example where a batch of one input is present, as the model sees it
+    (`mmkeras.modalities.missing`): a non-empty string, or any non-NaN value."""
+    flat = tf.reshape(values, [tf.shape(values)[0], -1])
+    if values.dtype == tf.string:
+        present = tf.reduce_any(tf.strings.length(tf.strings.strip(flat)) > 0, axis=1)
+    else:
+        present = tf.logical_not(tf.reduce_all(tf.math.is_nan(tf.cast(flat, "float32")), axis=1))
+    return tf.cast(present, "float32")
 
 
 def _with_class_weight_as_sample_weight(dataset, class_weight):
@@ -607,7 +658,9 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
         out_dir: run directory (see `callbacks`).
         class_weight: optional `{class_id: weight}` (see `class_weights`).
         callbacks: a list to use instead of `callbacks(out_dir, ...)`.
-        monitor: defaults to `"val_loss"` with `val_ds`, else `"loss"`.
+        monitor: defaults to `validation_monitor(model)` with `val_ds`
+            (the validation accuracy, or ROC AUC for multi-label heads),
+            else `"loss"`.
         steps_per_epoch, validation_steps, verbose: as in `model.fit`.
         **callback_options: passed to `callbacks()` (e.g. `patience`,
             `hparams`, `confusion_matrix`, `backup_every_steps`).
@@ -627,7 +680,7 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
     1
     """
     if callbacks is None:
-        monitor = monitor or ("val_loss" if val_ds is not None else "loss")
+        monitor = monitor or (validation_monitor(model) if val_ds is not None else "loss")
         callbacks = _default_callbacks(out_dir, monitor=monitor, **callback_options)
     elif callback_options:
         raise ValueError("Expected either callbacks=[...] or callback options, not both; "

@@ -2,7 +2,10 @@
 
 import json
 import os
+import re
+import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,6 +42,13 @@ def test_app_runs_end_to_end_quickly(name, tmp_path):
     assert "of ceiling" in results["results_table"]
     assert set(report["ceilings"]) == {"model"} | set(report["baselines"]["baselines"])
     assert all(0 < c["value"] <= 1 for c in report["ceilings"].values())
+    # The run's model.keras reloads silently and completely, optimizer state included.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reloaded = keras.models.load_model(results["model_path"])
+    assert not [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+    for saved, loaded in zip(results["model"].optimizer.variables, reloaded.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(saved, loaded)
 
     # Raw client inputs (file bytes, text, floats) of real demo examples: the
     # SavedModel, loaded where only TF and TF Text are imported, and the dev
@@ -59,15 +69,48 @@ def test_app_runs_end_to_end_quickly(name, tmp_path):
 def test_cli_run_and_evaluate(tmp_path, capsys):
     work = str(tmp_path / "run")
     assert cli_main(["run", app_path("inspection"), "--examples", "30", "--epochs", "1",
+                     "--fusion", "weighted", "--batch-size", "8", "--set", "training.patience=3",
                      "--work-dir", work, "--export-dir", str(tmp_path / "models"), "--no-baselines"]) == 0
     assert os.path.isdir(tmp_path / "models" / "1")
-    os.remove(os.path.join(work, "report", "metrics.json"))
-    assert cli_main(["evaluate", app_path("inspection"), "--model", os.path.join(work, "model.keras"),
-                     "--work-dir", work]) == 0
-    report = json.load(open(os.path.join(work, "report", "metrics.json")))
+    model = keras.models.load_model(os.path.join(work, "model.keras"))
+    assert model.get_layer("fusion").__class__.__name__ == "WeightedSumFusion"
+    run_report = open(os.path.join(work, "report", "metrics.json")).read()
+
+    # evaluate writes a new report each time, never over the run's.
+    for n in (1, 2):
+        assert cli_main(["evaluate", app_path("inspection"), "--model", os.path.join(work, "model.keras"),
+                         "--work-dir", work]) == 0
+        report = json.load(open(os.path.join(work, "evaluations", str(n), "metrics.json")))
+    assert open(os.path.join(work, "report", "metrics.json")).read() == run_report
     split = json.load(open(os.path.join(work, "split.json")))
     assert "miss_rate" in report["metrics"] and report["num_examples"] == len(split["rows"]["test"])
     assert not set(split["rows"]["test"]) & set(split["rows"]["train"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "training.patiense=3"], "unknown key(s) ['patiense'] in `training`"),
+    (["--set", "inputs.x=1"], "settable sections are"),
+    (["--fusion", "sum"], "Unknown fusion 'sum'"),
+])
+def test_cli_user_errors_print_a_message_not_a_traceback(args, message, tmp_path, capsys):
+    argv = ["run", app_path("inspection"), "--examples", "30", "--epochs", "1", "--no-export",
+            "--no-baselines", "--work-dir", str(tmp_path), *args]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cli_main(argv + ["--debug"])
+
+
+def test_app_config_errors_name_the_file_and_the_input(tmp_path):
+    config = open(os.path.join(app_path("inspection"), "app.yaml")).read()
+    (tmp_path / "app.yaml").write_text(config.replace("sample_rate: 16000", "sr: 16000"))
+    with pytest.raises(ValueError, match=r"app.yaml: inputs\[2\] \('machine_sound'\): .*'sr'.*"
+                                         r"accepted keys: kind, name, sample_rate"):
+        load_app(tmp_path).specs()
+    (tmp_path / "app.yaml").write_text(config.replace("batch_size: 32", "batch_sise: 32"))
+    with pytest.raises(ValueError, match=r"app.yaml: unknown key\(s\) \['batch_sise'\] in `training`"):
+        load_app(tmp_path)
 
 
 def test_load_app_rejects_bad_configs(tmp_path):

@@ -246,7 +246,7 @@ def test_best_checkpoint_keeps_record_of_interrupted_run(tmp_path, resuming):
     checkpoints.mkdir()
     (checkpoints / "best.keras").write_text("best model of the interrupted run")
     (checkpoints / "best.json").write_text(
-        json.dumps({"monitor": "val_loss", "value": 1e-9, "epoch": 1}))
+        json.dumps({"monitor": "val_accuracy", "value": 1.1, "epoch": 1}))  # fit's default monitor
     if resuming:  # what BackupAndRestore leaves behind when a run dies
         (tmp_path / "backup").mkdir()
         (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 0, "batch": 0}')
@@ -257,6 +257,21 @@ def test_best_checkpoint_keeps_record_of_interrupted_run(tmp_path, resuming):
     assert kept == resuming  # a fresh run in the same directory starts a new record
 
 
+def test_best_epoch_is_picked_by_the_validation_metric(tmp_path):
+    """Not by val_loss: early stopping and the best checkpoint follow the headline metric."""
+    model = training.compile_model(worker.make_model())
+    history = training.fit(model, one_batch(), one_batch(), epochs=2, out_dir=tmp_path, verbose=0,
+                           tensorboard=False)
+    record = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert record["monitor"] == "val_accuracy"
+    assert record["value"] == max(history.history["val_accuracy"])
+    assert training.validation_monitor(aux_model()) == "val_label_accuracy"
+    assert training.validation_monitor(multi_label_model()) == "val_auc"
+    for monitor, mode in (("val_loss", "min"), ("val_label_accuracy", "max")):
+        early = training.callbacks(tmp_path, monitor=monitor, tensorboard=False)[-1]
+        assert early.monitor == monitor and early.mode == mode
+
+
 def test_with_labels_for_passes_through_single_output():
     dataset = one_batch()
     assert training.with_labels_for(worker.make_model(), dataset) is dataset
@@ -265,7 +280,36 @@ def test_with_labels_for_passes_through_single_output():
     x, y, sample_weight = next(iter(mapped))
     assert sorted(y) == ["label", "sensor_aux"]
     np.testing.assert_array_equal(y["label"], y["sensor_aux"])
-    assert sample_weight.shape == (16,)
+    assert {name: w.shape for name, w in sample_weight.items()} == {"label": (16,), "sensor_aux": (16,)}
+
+
+def test_aux_head_of_a_missing_input_learns_nothing():
+    """Auxiliary losses are masked by presence: a head whose input is missing is
+    not trained to predict the label from the encoder's fill value."""
+    from mmkeras.modalities.missing import SplitMissing
+
+    keras.utils.set_random_seed(0)
+    inputs = {name: keras.Input((worker.NUM_FEATURES,), name=name) for name in ("sensor", "camera")}
+    filled = {name: SplitMissing()(x)[0] for name, x in inputs.items()}
+    outputs = {"label": keras.layers.Dense(worker.NUM_CLASSES, activation="softmax", name="label")(
+        keras.layers.Concatenate()(list(filled.values())))}
+    for name, x in filled.items():
+        outputs[f"{name}_aux"] = keras.layers.Dense(
+            worker.NUM_CLASSES, activation="softmax", name=f"{name}_aux")(x)
+    model = training.compile_model(keras.Model(inputs, outputs), multi_label=False, optimizer="adam")
+    features, labels = worker.make_arrays(16)
+    camera = np.where(np.arange(16)[:, None] < 8, np.nan, features)  # half the cameras missing
+    dataset = tf.data.Dataset.from_tensor_slices(({"sensor": features, "camera": camera}, labels))
+    _, _, weights = next(iter(training.with_labels_for(model, dataset.batch(16))))
+    assert weights["camera_aux"].numpy().tolist() == [0.0] * 8 + [1.0] * 8
+    assert weights["sensor_aux"].numpy().tolist() == [1.0] * 16
+
+    all_missing = dataset.map(lambda x, y: ({**x, "camera": x["camera"] * np.nan}, y)).batch(16)
+    before = model.get_layer("camera_aux").get_weights()
+    logs = model.fit(training.with_labels_for(model, all_missing), epochs=1, verbose=0).history
+    assert logs["camera_aux_loss"][0] == 0.0 and logs["sensor_aux_loss"][0] > 0.0
+    for a, b in zip(before, model.get_layer("camera_aux").get_weights()):
+        np.testing.assert_array_equal(a, b)  # the bias too: its gradient was masked
 
 
 # === Precision and strategies ===
