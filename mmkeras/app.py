@@ -57,12 +57,24 @@ class App:
         """
         specs = []
         for i, config in enumerate(self.inputs):
+            config = {key: value for key, value in config.items() if key != "column"}
             try:
                 specs.append(modalities.from_config(copy.deepcopy(config)))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{self.file}: inputs[{i}] ({config.get('name')!r}): "
                                  f"{e}{_accepted_keys(config)}") from e
         return specs
+
+    def columns(self):
+        """`{input name: manifest column}` for inputs with a `column:` key."""
+        return {config["name"]: config["column"] for config in self.inputs if "column" in config}
+
+    def load_examples(self, manifest, **options):
+        """The manifest's rows validated against this app's inputs, labels and
+        column mapping (`mmkeras.data.load_examples`; `options` go to it)."""
+        return load_examples(manifest, self.specs(), self.data["label_column"], self.data["labels"],
+                             multi_label=self.data.get("multi_label", False), columns=self.columns(),
+                             **options)
 
 
 def _accepted_keys(config):
@@ -73,7 +85,7 @@ def _accepted_keys(config):
     if spec_class is None:
         return ""
     keys = [name for name in inspect.signature(spec_class.__init__).parameters if name != "self"]
-    return f"; accepted keys: kind, {', '.join(keys)}"
+    return f"; accepted keys: kind, {', '.join(keys)}, column"
 
 
 def load_app(path):
@@ -172,8 +184,9 @@ def _subset(examples, indices):
                     examples.labels[indices], [examples.rows[i] for i in indices])
 
 
-def prepare_data(app, manifest=None, work_dir="runs", num_examples=None, seed=0):
-    """Manifest (or generated demo data) -> validated train/validation/test `Examples`."""
+def resolve_manifest(app, manifest=None, work_dir="runs", num_examples=None, seed=0):
+    """The manifest to use: `manifest`, else the app's `data.manifest` (relative
+    to the app folder), else demo data generated into `work_dir/demo_data`."""
     data = app.data
     manifest = manifest or data.get("manifest")
     if manifest and not os.path.isabs(manifest) and not os.path.exists(manifest):
@@ -184,12 +197,15 @@ def prepare_data(app, manifest=None, work_dir="runs", num_examples=None, seed=0)
         count = num_examples or data.get("demo_examples", 600)
         manifest = demo.generate(app.name, os.path.join(work_dir, "demo_data"), num_examples=count,
                                  seed=seed, image_size=_demo_image_size(app))
-    specs = app.specs()
-    examples, errors = load_examples(
-        manifest, specs, data["label_column"], data["labels"], multi_label=data.get("multi_label", False),
-        on_error=data.get("on_error", "raise"),
-        report_path=os.path.join(work_dir, "skipped_rows.csv"),
-    )
+    return manifest
+
+
+def prepare_data(app, manifest=None, work_dir="runs", num_examples=None, seed=0):
+    """Manifest (or generated demo data) -> validated train/validation/test `Examples`."""
+    data = app.data
+    manifest = resolve_manifest(app, manifest, work_dir, num_examples, seed)
+    examples, errors = app.load_examples(manifest, on_error=data.get("on_error", "raise"),
+                                         report_path=os.path.join(work_dir, "skipped_rows.csv"))
     if errors:
         print(f"Skipped {len(errors)} bad row(s); see {os.path.join(work_dir, 'skipped_rows.csv')}")
     splits = split_examples(examples, data.get("validation_fraction", 0.15),
@@ -222,9 +238,8 @@ def recorded_test_split(app, work_dir):
                                 f"there first, or pass --data to evaluate on another manifest.")
     with open(path) as f:
         record = json.load(f)
-    examples, _ = load_examples(record["manifest"], app.specs(), app.data["label_column"],
-                                app.data["labels"], multi_label=app.data.get("multi_label", False),
-                                on_error="skip", report_path=os.path.join(work_dir, "skipped_rows.csv"))
+    examples, _ = app.load_examples(record["manifest"], on_error="skip",
+                                    report_path=os.path.join(work_dir, "skipped_rows.csv"))
     position = {row: i for i, row in enumerate(examples.rows)}
     return _subset(examples, np.asarray([position[row] for row in record["rows"]["test"] if row in position]))
 

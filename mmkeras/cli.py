@@ -5,6 +5,7 @@
     mmkeras train apps/sentiment --data manifest.csv
     mmkeras evaluate apps/sentiment --model runs/sentiment/model.keras
     mmkeras export runs/sentiment/model.keras savedmodels/sentiment
+    mmkeras data validate apps/sentiment --data manifest.csv
     mmkeras data to-tfrecord apps/sentiment --data manifest.csv --out data/tfrecords
     mmkeras serve savedmodels/             # development stand-in for TF Serving
     mmkeras predict --model sentiment review="great" photo=@photo.jpg
@@ -27,7 +28,7 @@ DELEGATED = {
 
 # A mistake in the user's config, data or arguments: the message says what
 # and where, so the command prints it without a traceback (unless --debug).
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError)
 
 
 def main(argv=None):
@@ -93,6 +94,9 @@ def _parser():
 
     data = commands.add_parser("data", help="data utilities")
     data_commands = data.add_subparsers(title="data commands", metavar="COMMAND")
+    validate = _app_command(data_commands, "validate", "validate data row by row and summarise it, "
+                                                       "without training")
+    validate.set_defaults(handler=_validate)
     tfrecord = _app_command(data_commands, "to-tfrecord", "write validated data as sharded TFRecords")
     tfrecord.add_argument("--out", required=True, help="output folder")
     tfrecord.add_argument("--shards", type=int, default=4)
@@ -153,14 +157,12 @@ def _evaluate(args):
     import mmkeras  # noqa: F401  (registers the layers)
     from mmkeras import evaluation
     from mmkeras.app import load_app, recorded_test_split
-    from mmkeras.data.manifest import load_examples
     from mmkeras.data.pipeline import make_dataset
 
     app = load_app(args.app)
     work_dir = args.work_dir or os.path.join("runs", app.name)
     if args.data:
-        test, _ = load_examples(args.data, app.specs(), app.data["label_column"], app.data["labels"],
-                                multi_label=app.data.get("multi_label", False))
+        test, _ = app.load_examples(args.data)
     else:
         test = recorded_test_split(app, work_dir)
     model = keras.saving.load_model(args.model, safe_mode=True)
@@ -195,6 +197,27 @@ def _export(args):
         specs = load_app(args.app).specs()
     print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite, specs=specs,
                  serving_version=args.serving_version))
+
+
+def _validate(args):
+    """Every problem in the data (exit 1), or a summary of it (exit 0)."""
+    from mmkeras.app import load_app, resolve_manifest
+    from mmkeras.data.manifest import ManifestError
+    from mmkeras.data.summary import format_summary, summarize
+
+    app = load_app(args.app)
+    work_dir = args.work_dir or os.path.join("runs", app.name)
+    manifest = resolve_manifest(app, args.data, work_dir, args.examples, args.seed)
+    try:
+        examples, _ = app.load_examples(manifest)
+    except ManifestError as e:
+        print(e)
+        return 1
+    print(f"{manifest}: every row is valid")
+    for line in format_summary(summarize(examples, app.specs(), app.data["labels"],
+                                         app.data.get("multi_label", False))):
+        print(f"  {line}")
+    return 0
 
 
 def _to_tfrecord(args):

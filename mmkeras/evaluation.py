@@ -853,6 +853,28 @@ def _signed(value):
     return "n/a" if value is None else f"{value:+.3f}"
 
 
+_SCALAR_METRICS = ["accuracy", "subset_accuracy", "macro_f1", "roc_auc_macro", "pr_auc_macro",
+                   "sensitivity_at_specificity_macro", "ece", "miss_rate", "false_alarm_rate"]
+
+
+def _baselines(results):
+    return (results.get("baselines") or {}).get("baselines") or {}
+
+
+def _per_class_table(metrics, multi_label):
+    """A `("table", header, rows)` block of one model's per-label / per-class metrics."""
+    if multi_label:
+        header = ["label", "ROC-AUC", "PR-AUC", f"sensitivity @ {metrics['specificity']:.0%} specificity",
+                  f"F1 @ {metrics['threshold']}", "support"]
+        rows = [[label, _fmt(m["roc_auc"]), _fmt(m["pr_auc"]), _fmt(m["sensitivity_at_specificity"]),
+                 _fmt(m["f1"]), _fmt(m["support"])] for label, m in metrics["per_label"].items()]
+    else:
+        header = ["class", "precision", "recall", "F1", "support", "ROC-AUC", "PR-AUC"]
+        rows = [[label, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), _fmt(m["support"]),
+                 _fmt(m["roc_auc"]), _fmt(m["pr_auc"])] for label, m in metrics["per_class"].items()]
+    return ("table", header, rows)
+
+
 def _report_sections(results):
     """The report as data: [(title, [block])], block = ("text", str) | ("table", header, rows) | ("image", file)."""
     metrics, headline = results["metrics"], results["headline"]
@@ -866,10 +888,10 @@ def _report_sections(results):
         ("text", f"Headline metric: {metric} = {_fmt(headline['value'])}"
                  f"{' (lower is better)' if metric in LOWER_IS_BETTER else ''}."),
     ]
-    scalar_names = ["accuracy", "subset_accuracy", "macro_f1", "roc_auc_macro", "pr_auc_macro",
-                    "sensitivity_at_specificity_macro", "ece", "miss_rate", "false_alarm_rate"]
-    rows = [[n, _fmt(metrics[n])] for n in scalar_names if n in metrics]
-    summary.append(("table", ["metric", "value"], rows))
+    # Every metric of the model and of each unimodal baseline, side by side.
+    every_model = {"model": metrics, **{name: b["metrics"] for name, b in _baselines(results).items()}}
+    rows = [[n] + [_fmt(m[n]) for m in every_model.values()] for n in _SCALAR_METRICS if n in metrics]
+    summary.append(("table", ["metric", *every_model], rows))
     sections.append(("Summary", summary))
 
     baselines = results["baselines"]
@@ -880,18 +902,11 @@ def _report_sections(results):
             blocks.append(("image", plots["baselines"]))
         sections.append(("Model vs unimodal baselines", blocks))
 
-    if results["multi_label"]:
-        spec = metrics["specificity"]
-        header = ["label", "ROC-AUC", "PR-AUC", f"sensitivity @ {spec:.0%} specificity",
-                  f"F1 @ {metrics['threshold']}", "support"]
-        rows = [[label, _fmt(m["roc_auc"]), _fmt(m["pr_auc"]), _fmt(m["sensitivity_at_specificity"]),
-                 _fmt(m["f1"]), _fmt(m["support"])] for label, m in metrics["per_label"].items()]
-        sections.append(("Per-label metrics", [("table", header, rows)]))
-    else:
-        header = ["class", "precision", "recall", "F1", "support", "ROC-AUC", "PR-AUC"]
-        rows = [[label, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), _fmt(m["support"]),
-                 _fmt(m["roc_auc"]), _fmt(m["pr_auc"])] for label, m in metrics["per_class"].items()]
-        sections.append(("Per-class metrics", [("table", header, rows)]))
+    for name, model_metrics in every_model.items():
+        title = "Per-label metrics" if results["multi_label"] else "Per-class metrics"
+        sections.append((title if name == "model" else f"{title}: {name}",
+                         [_per_class_table(model_metrics, results["multi_label"])]))
+    if not results["multi_label"]:
         if "inspection" in metrics:
             inspection = metrics["inspection"]
             sections.append(("Inspection", [
@@ -1298,14 +1313,14 @@ def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, ba
         comparison = {"metric": metric, "model": value, "baselines": {}}
         for name, (baseline_model, input_name) in baselines.items():
             prob = _unimodal_prob(baseline_model, all_inputs, input_name, batch_size)
-            baseline_value = _headline_value(
-                classification_metrics(y_true, prob, labels, multi_label, normal_label), metric
-            )
+            baseline_metrics = classification_metrics(y_true, prob, labels, multi_label, normal_label)
+            baseline_value = _headline_value(baseline_metrics, metric)
             advance()
             comparison["baselines"][name] = {
                 "input": input_name,
                 "value": baseline_value,
                 "model_minus_baseline": None if None in (value, baseline_value) else value - baseline_value,
+                "metrics": baseline_metrics,
             }
 
     results = {

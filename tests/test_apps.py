@@ -132,3 +132,49 @@ def test_fused_model_beats_every_unimodal_baseline(name, tmp_path):
     assert comparison["metric"] == results["report"]["headline"]["metric"]
     for baseline, entry in comparison["baselines"].items():
         assert comparison["model"] > entry["value"], (baseline, comparison)
+
+
+def _inspection_app_with_renamed_image_column(tmp_path):
+    """Demo inspection data whose image column is `photo_path`, and a copy of the app."""
+    from mmkeras.data import demo
+
+    manifest = demo.generate("inspection", tmp_path / "data", num_examples=12, seed=0)
+    text = open(manifest).read()
+    with open(manifest, "w") as f:
+        f.write(text.replace("part_image", "photo_path", 1))  # the header only
+    config = open(os.path.join(app_path("inspection"), "app.yaml")).read()
+    return manifest, config
+
+
+def test_input_column_mapping_reads_a_manifest_as_it_is(tmp_path):
+    manifest, config = _inspection_app_with_renamed_image_column(tmp_path)
+    (tmp_path / "app.yaml").write_text(config)
+    with pytest.raises(ValueError, match="column 'part_image': column not found"):
+        load_app(tmp_path).load_examples(manifest)
+    (tmp_path / "app.yaml").write_text(config.replace("name: part_image,", "name: part_image, column: photo_path,"))
+    app = load_app(tmp_path)
+    examples, _ = app.load_examples(manifest)
+    assert len(examples) == 12 and all(p.endswith(".jpg") for p in examples.columns["part_image"])
+    assert [spec.name for spec in app.specs()] == ["part_image", "readings", "machine_sound"]
+    # A bad file is reported under the manifest's own column name.
+    os.remove(examples.columns["part_image"][0])
+    with pytest.raises(ValueError, match="column 'photo_path': file not found"):
+        app.load_examples(manifest)
+
+
+def test_cli_data_validate_summarises_or_lists_every_problem(tmp_path, capsys):
+    manifest, config = _inspection_app_with_renamed_image_column(tmp_path)
+    (tmp_path / "app.yaml").write_text(config.replace("name: part_image,", "name: part_image, column: photo_path,"))
+    assert cli_main(["data", "validate", str(tmp_path), "--data", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "every row is valid" in out and "12 rows" in out
+    assert "part_image (image): missing in 0; width [64.0, 64.0, 64.0]" in out
+    assert "machine_sound (audio): missing in 0; seconds [1.0, 1.0, 1.0], sample_rates [16000]" in out
+    rows = open(manifest).read().splitlines()
+    rows[3] = rows[3].replace(",ok", ",broken").replace(",scratch", ",broken").replace(
+        ",dent", ",broken").replace(",contamination", ",broken")
+    with open(manifest, "w") as f:
+        f.write("\n".join(rows) + "\n")
+    assert cli_main(["data", "validate", str(tmp_path), "--data", str(manifest)]) == 1
+    out = capsys.readouterr().out
+    assert "row 3, column 'label': unknown label(s) ['broken']" in out

@@ -327,6 +327,10 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
     compared = results["baselines"]["baselines"]
     assert compared["readings only"]["value"] == pytest.approx(1.0)
     assert compared["review only"]["model_minus_baseline"] > 0.3
+    # Each baseline has every metric the model has, not only the headline.
+    for entry in compared.values():
+        assert set(entry["metrics"]) == set(results["metrics"])
+        assert entry["metrics"]["accuracy"] == pytest.approx(entry["value"])
 
     names = {"metrics.json", "report.md", "report.html", "confusion_matrix.png", "reliability_diagram.png",
              "roc_curves.png", "modality_ablation.png", "baselines.png", "robustness.png"}
@@ -335,7 +339,8 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
                        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert saved["metrics"]["confusion_matrix"] == [[24, 0], [0, 24]]
     report = (out_dir / "report.md").read_text()
-    for text in ("readings only", "review only", "Modality ablation", "Fusion weights", "baselines.png"):
+    for text in ("readings only", "review only", "Modality ablation", "Fusion weights", "baselines.png",
+                 "| metric | model | readings only | review only |", "Per-class metrics: review only"):
         assert text in report
     page = (out_dir / "report.html").read_text()
     assert "review only" in page and page.count("data:image/png;base64,") >= 5

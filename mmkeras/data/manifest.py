@@ -79,7 +79,7 @@ def read_manifest(path):
 
 
 def load_examples(path, specs, label_column, labels, multi_label=False, on_error="raise",
-                  report_path=None):
+                  report_path=None, columns=None):
     """Reads and validates a manifest against the modality specs and labels.
 
     Args:
@@ -93,6 +93,8 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
             drops bad rows and writes them to `report_path`.
         report_path: CSV of skipped rows (default: beside the manifest,
             `<manifest>.skipped.csv`).
+        columns: `{input name: manifest column}` for image/audio/text inputs
+            whose column is named otherwise (an app's `column:` key).
 
     Returns:
         `(Examples, errors)`.
@@ -101,13 +103,14 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
         raise ValueError(f"on_error must be 'raise' or 'skip'. Received: {on_error!r}")
     path = os.fspath(path)
     rows = read_manifest(path)
-    _check_columns(path, rows, specs, label_column)
+    column_of = _column_lookup(specs, columns)
+    _check_columns(path, rows, specs, label_column, column_of)
     base = os.path.dirname(path)
     label_ids = {name: i for i, name in enumerate(labels)}
     good, errors = [], []
     for number, row in enumerate(rows, start=1):
         parsed, row_errors = _parse_row(path, base, number, row, specs, label_column, label_ids,
-                                        multi_label)
+                                        multi_label, column_of)
         if row_errors:
             errors.extend(row_errors)
         else:
@@ -121,24 +124,38 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
     return _to_examples(good, specs, len(labels), multi_label), errors
 
 
-def _check_columns(path, rows, specs, label_column):
+def _column_lookup(specs, columns):
+    """`spec -> manifest column` for image/audio/text specs, checking `columns`."""
+    columns = dict(columns or {})
+    by_name = {spec.name: spec for spec in specs}
+    for name in columns:
+        if name not in by_name:
+            raise ValueError(f"A column is mapped for input {name!r}, which is not one of the "
+                             f"inputs {sorted(by_name)}.")
+        if by_name[name].kind == "sensor":
+            raise ValueError(f"Input {name!r} is a sensor input: its `features` name its columns; "
+                             f"`column` is for image, audio and text inputs.")
+    return lambda spec: columns.get(spec.name, spec.name)
+
+
+def _check_columns(path, rows, specs, label_column, column_of):
     if not rows:
         raise ManifestError([RowError(path, 0, "*", "the manifest has no rows")])
     present = set(rows[0].keys())
-    missing = [c for c in _needed_columns(specs, label_column) if c not in present]
+    missing = [c for c in _needed_columns(specs, label_column, column_of) if c not in present]
     if missing:
         raise ManifestError([RowError(path, 1, c, f"column not found (columns: {sorted(present)})")
                              for c in missing])
 
 
-def _needed_columns(specs, label_column):
+def _needed_columns(specs, label_column, column_of):
     needed = [label_column]
     for spec in specs:
-        needed += spec.features if spec.kind == "sensor" else [spec.name]
+        needed += spec.features if spec.kind == "sensor" else [column_of(spec)]
     return needed
 
 
-def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label):
+def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label, column_of):
     parsed, errors = {}, []
 
     def fail(column, reason):
@@ -146,7 +163,7 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
 
     if None in row:  # csv.DictReader puts surplus fields under the key None
         fail("*", f"{len(row[None])} more field(s) than the header has")
-    for column in _needed_columns(specs, label_column):
+    for column in _needed_columns(specs, label_column, column_of):
         if column not in row:
             fail(column, "missing field (use an empty value for a missing modality)")
         elif row[column] == SHORT_ROW:
@@ -158,15 +175,15 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
         if spec.kind == "sensor":
             parsed[spec.name] = [_parse_number(row.get(f), lambda r, f=f: fail(f, r)) for f in spec.features]
         elif spec.kind == "text":
-            value = row.get(spec.name)
+            value = row.get(column_of(spec))
             if value is not None and not isinstance(value, str):
-                fail(spec.name, f"expected text, got {type(value).__name__} {value!r}")
+                fail(column_of(spec), f"expected text, got {type(value).__name__} {value!r}")
                 value = None
             # Blank text is missing text, as the model's TextPresence sees it.
             parsed[spec.name] = value if value and value.strip() else ""
         else:
-            parsed[spec.name] = _check_file(base, row.get(spec.name), spec.kind,
-                                            lambda r, c=spec.name: fail(c, r))
+            parsed[spec.name] = _check_file(base, row.get(column_of(spec)), spec.kind,
+                                            lambda r, c=column_of(spec): fail(c, r))
     present = [v for spec in specs for v in [parsed.get(spec.name)]
                if v not in ("", None) and not (isinstance(v, list) and all(math.isnan(x) for x in v))]
     if not present and not errors:

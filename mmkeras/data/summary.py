@@ -1,0 +1,84 @@
+"""What a validated dataset holds: rows, classes, missing inputs, decoded sizes.
+
+`mmkeras data validate` prints this after the row-by-row validation, so data
+can be checked without training.
+"""
+
+import io
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from mmkeras.data.manifest import raw_file_bytes
+
+
+def summarize(examples, specs, labels, multi_label=False):
+    """A summary of validated `Examples`.
+
+    Args:
+        examples: `Examples` from `load_examples`.
+        specs: the modality specs they were validated against.
+        labels: class names.
+        multi_label: labels are multi-hot.
+
+    Returns:
+        `{"rows": N, "classes": {label: count}, "inputs": {name: {...}}}`;
+        each input has `kind` and `missing` (examples without it), plus
+        `width` / `height` (images), `seconds` and `sample_rates` (audio),
+        `words` (text) or `missing_values` per feature (sensors), ranges as
+        `[min, median, max]` over the examples that have the input.
+
+    Example:
+    >>> import numpy as np, mmkeras as mmk
+    >>> from mmkeras.data import Examples
+    >>> examples = Examples({"note": np.array(["a b", ""], object)}, np.array([0, 1]), [1, 2])
+    >>> summary = summarize(examples, [mmk.TextInput("note")], ["no", "yes"])
+    >>> summary["classes"], summary["inputs"]["note"]["missing"], summary["inputs"]["note"]["words"]
+    ({'no': 1, 'yes': 1}, 1, [2.0, 2.0, 2.0])
+    """
+    targets = np.asarray(examples.labels)
+    counts = targets.sum(axis=0) if multi_label else np.bincount(targets, minlength=len(labels))
+    return {"rows": len(examples),
+            "classes": {label: int(count) for label, count in zip(labels, counts)},
+            "inputs": {spec.name: _summarize_input(spec, examples.columns[spec.name]) for spec in specs}}
+
+
+def format_summary(summary):
+    """The summary as indented text lines."""
+    lines = [f"{summary['rows']} rows", "classes: " + ", ".join(f"{k} {v}" for k, v in summary["classes"].items())]
+    for name, entry in summary["inputs"].items():
+        details = ", ".join(f"{key} {value}" for key, value in entry.items() if key not in ("kind", "missing"))
+        lines.append(f"{name} ({entry['kind']}): missing in {entry['missing']}" + (f"; {details}" if details else ""))
+    return lines
+
+
+def _summarize_input(spec, values):
+    if spec.kind == "sensor":
+        nan = np.isnan(np.asarray(values, "float32"))
+        return {"kind": "sensor", "missing": int(nan.all(axis=1).sum()),
+                "missing_values": {f: int(n) for f, n in zip(spec.features, nan.sum(axis=0))}}
+    present = [v for v in values if v]
+    entry = {"kind": spec.kind, "missing": len(values) - len(present)}
+    if not present:
+        return entry
+    if spec.kind == "text":
+        entry["words"] = _range([len(v.split()) for v in present])
+    elif spec.kind == "image":
+        sizes = [_image_size(path) for path in present]
+        entry["width"], entry["height"] = _range([w for w, _ in sizes]), _range([h for _, h in sizes])
+    else:
+        clips = [tf.audio.decode_wav(raw_file_bytes(path, "audio")) for path in present]
+        entry["seconds"] = _range([c.audio.shape[0] / int(c.sample_rate) for c in clips])
+        entry["sample_rates"] = sorted({int(c.sample_rate) for c in clips})
+    return entry
+
+
+def _image_size(path):
+    """(width, height) from the image header: the pixels are not decoded."""
+    with Image.open(io.BytesIO(raw_file_bytes(path, "image"))) as image:
+        return image.size
+
+
+def _range(values):
+    return [round(float(f(values)), 3) for f in (np.min, np.median, np.max)]
