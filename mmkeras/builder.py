@@ -25,7 +25,7 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
     Args:
         inputs: list of modality specs (`ImageInput`, `TextInput`, ...).
         fusion: `"concat"`, `"weighted"`, `"gated"`, `"attention"`,
-            `"cross_attention"` or `"transformer"`.
+            `"cross_attention"`, `"transformer"` or `"low_rank"`.
         task: a `Classification`.
         projection_dim: shared width every modality is projected to.
         modality_dropout: rate at which whole modalities are dropped in

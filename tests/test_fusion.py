@@ -27,6 +27,7 @@ OPTIONS = {
     "attention": ({"attention_dim": 5, "hidden_dim": 6}, 6),
     "cross_attention": ({"num_heads": 2, "hidden_dim": 6}, 6),
     "transformer": ({"num_layers": 1, "num_heads": 2}, WIDTH),
+    "low_rank": ({"hidden_dim": 6, "rank": 2}, 6),
 }
 # Example 1 lacks the text, example 2 the image and audio.
 PRESENCE = np.array([[1, 1, 1], [1, 0, 1], [0, 1, 0], [1, 1, 1]], "float32")

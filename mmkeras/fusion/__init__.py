@@ -5,6 +5,7 @@ from mmkeras.fusion.base import FusionLayer
 from mmkeras.fusion.concat import ConcatFusion
 from mmkeras.fusion.cross_attention import CrossAttentionFusion
 from mmkeras.fusion.gated import GatedFusion
+from mmkeras.fusion.low_rank import LowRankFusion
 from mmkeras.fusion.modality_dropout import ModalityDropout
 from mmkeras.fusion.transformer import MultimodalTransformerFusion
 from mmkeras.fusion.weighted import WeightedSumFusion
@@ -16,6 +17,7 @@ FUSIONS = {
     "attention": ModalityAttentionFusion,
     "cross_attention": CrossAttentionFusion,
     "transformer": MultimodalTransformerFusion,
+    "low_rank": LowRankFusion,
 }
 
 
