@@ -363,7 +363,7 @@ def _multi_label_metrics(y_true, y_prob, labels, threshold=0.5, specificity=0.9)
     }
 
 
-def classification_metrics(y_true, y_prob, labels, multi_label=False, normal_label=None):
+def classification_metrics(y_true, y_prob, labels, multi_label=False, normal_label=None, threshold=0.5):
     """Metrics of a classifier's probabilities against the truth.
 
     Single-label: accuracy, per-class precision/recall/F1/support, macro-F1,
@@ -374,7 +374,7 @@ def classification_metrics(y_true, y_prob, labels, multi_label=False, normal_lab
     (normal predicted as a defect) and per-class recall under `inspection`.
 
     Multi-label: per-label ROC-AUC, PR-AUC, sensitivity at 90% specificity and
-    precision/recall/F1 at threshold 0.5; their macro means, subset accuracy
+    precision/recall/F1 at `threshold`; their macro means, subset accuracy
     and calibration of the per-label probabilities.
 
     Args:
@@ -383,6 +383,9 @@ def classification_metrics(y_true, y_prob, labels, multi_label=False, normal_lab
         labels: class names.
         multi_label: whether each example can have several labels.
         normal_label: single-label only; the "nothing wrong" class (e.g. "ok").
+        threshold: multi-label only; the probability from which a label is
+            predicted (the model head's, so the report scores what serving
+            answers).
 
     Returns:
         A JSON-serialisable dict.
@@ -400,7 +403,7 @@ def classification_metrics(y_true, y_prob, labels, multi_label=False, normal_lab
                 "`normal_label` applies to single-label classification; a multi-label "
                 f"example with no label is the normal case. Received: normal_label={normal_label!r}"
             )
-        return _multi_label_metrics(y_true, y_prob, labels)
+        return _multi_label_metrics(y_true, y_prob, labels, threshold)
     return _single_label_metrics(y_true, y_prob, labels, normal_label)
 
 
@@ -527,30 +530,42 @@ def mark_missing(inputs, name, mask=None):
     return {**inputs, name: value}
 
 
-def _score(predict_fn, inputs, y_true, labels, multi_label, normal_label, metric, context):
+def _model_head(model):
+    """The model's `"label"` layer, or None (a model from elsewhere)."""
+    try:
+        return model.get_layer("label")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _headline_scorer(y_true, labels, metric, multi_label, normal_label, threshold=0.5):
+    """`y_prob -> the headline metric` of these targets."""
+    def score(y_prob):
+        return _headline_value(
+            classification_metrics(y_true, y_prob, labels, multi_label, normal_label, threshold), metric)
+
+    return score
+
+
+def _score(predict_fn, inputs, scorer, context):
     y_prob = np.asarray(predict_fn(inputs), dtype=np.float64)
     if np.isnan(y_prob).any():
         raise ValueError(
             f"The model returned NaN probabilities {context}. A model evaluated with "
             "missing modalities must replace NaN inputs before its encoders."
         )
-    return _headline_value(
-        classification_metrics(y_true, y_prob, labels, multi_label, normal_label), metric
-    )
+    return scorer(y_prob)
 
 
 def _labels_for(labels, y_prob):
     return list(labels) if labels is not None else [str(k) for k in range(np.shape(y_prob)[1])]
 
 
-def _ablation(predict_fn, inputs, y_true, full_prob, labels, metric, multi_label, normal_label, on_pass):
-    full = _headline_value(classification_metrics(y_true, full_prob, labels, multi_label, normal_label), metric)
+def _ablation(predict_fn, inputs, full_prob, scorer, metric, on_pass):
+    full = scorer(full_prob)
     missing = {}
     for name in inputs:
-        missing[name] = _score(
-            predict_fn, mark_missing(inputs, name), y_true, labels, multi_label, normal_label,
-            metric, f"with {name!r} missing",
-        )
+        missing[name] = _score(predict_fn, mark_missing(inputs, name), scorer, f"with {name!r} missing")
         on_pass()
     return {
         "metric": metric,
@@ -590,8 +605,8 @@ def modality_ablation(predict_fn, inputs, y_true, *, labels=None, metric=None, m
     full_prob = np.asarray(predict_fn(inputs), dtype=np.float64)
     labels = _labels_for(labels, full_prob)
     metric = metric or default_headline(multi_label)
-    return _ablation(predict_fn, inputs, y_true, full_prob, labels, metric, multi_label, normal_label,
-                     on_pass=lambda: None)
+    scorer = _headline_scorer(y_true, labels, metric, multi_label, normal_label)
+    return _ablation(predict_fn, inputs, full_prob, scorer, metric, on_pass=lambda: None)
 
 
 def sample_missing_mask(num_examples, num_modalities, p, rng):
@@ -606,8 +621,7 @@ def sample_missing_mask(num_examples, num_modalities, p, rng):
     return mask
 
 
-def _robustness(predict_fn, inputs, y_true, full_prob, labels, metric, multi_label, normal_label,
-                probabilities, seed, on_pass):
+def _robustness(predict_fn, inputs, full_prob, scorer, metric, probabilities, seed, on_pass):
     names = list(inputs)
     num_examples = _num_examples(inputs)
     rng = np.random.default_rng(seed)
@@ -623,13 +637,10 @@ def _robustness(predict_fn, inputs, y_true, full_prob, labels, metric, multi_lab
             if mask[:, v].any():
                 dropped = mark_missing(dropped, name, mask[:, v])
         if mask.any():
-            value = _score(predict_fn, dropped, y_true, labels, multi_label, normal_label, metric,
-                           f"with modalities dropped at p={p}")
+            value = _score(predict_fn, dropped, scorer, f"with modalities dropped at p={p}")
             on_pass()
         else:
-            value = _headline_value(
-                classification_metrics(y_true, full_prob, labels, multi_label, normal_label), metric
-            )
+            value = scorer(full_prob)
         results.append(
             {
                 "p": float(p),
@@ -676,8 +687,9 @@ def missing_modality_robustness(predict_fn, inputs, y_true, *, labels=None, metr
     predict_fn = _as_predict_fn(predict_fn, batch_size)
     y_prob = np.asarray(predict_fn(inputs), dtype=np.float64)
     labels = _labels_for(labels, y_prob)
-    return _robustness(predict_fn, inputs, y_true, y_prob, labels, metric or default_headline(multi_label),
-                       multi_label, normal_label, probabilities, seed, on_pass=lambda: None)
+    metric = metric or default_headline(multi_label)
+    scorer = _headline_scorer(y_true, labels, metric, multi_label, normal_label)
+    return _robustness(predict_fn, inputs, y_prob, scorer, metric, probabilities, seed, on_pass=lambda: None)
 
 
 def fusion_weights(model, inputs, batch_size=32):
@@ -1296,14 +1308,16 @@ def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, ba
     predict_fn = model_predict_fn(model, batch_size)
     y_prob = predict_fn(inputs)
     advance()
-    metrics = classification_metrics(y_true, y_prob, labels, multi_label, normal_label)
+    # Multi-label predictions at the head's own threshold, as the export answers.
+    threshold = float(getattr(_model_head(model), "threshold", 0.5))
+    metrics = classification_metrics(y_true, y_prob, labels, multi_label, normal_label, threshold)
     value = _headline_value(metrics, metric)
     y_true = np.asarray(y_true).astype(np.int64)
-    context = (labels, metric, multi_label, normal_label)
+    scorer = _headline_scorer(y_true, labels, metric, multi_label, normal_label, threshold)
 
-    ablation = _ablation(predict_fn, inputs, y_true, y_prob, *context, on_pass=advance)
-    robustness = _robustness(predict_fn, inputs, y_true, y_prob, *context,
-                             robustness_probabilities, seed, on_pass=advance)
+    ablation = _ablation(predict_fn, inputs, y_prob, scorer, metric, on_pass=advance)
+    robustness = _robustness(predict_fn, inputs, y_prob, scorer, metric, robustness_probabilities, seed,
+                             on_pass=advance)
     weights = fusion_weights(model, inputs, batch_size)
     if weights is None:
         notes.append("The model exposes no fusion weights (no 'fusion' layer with a (fused, weights) output).")
@@ -1313,7 +1327,8 @@ def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, ba
         comparison = {"metric": metric, "model": value, "baselines": {}}
         for name, (baseline_model, input_name) in baselines.items():
             prob = _unimodal_prob(baseline_model, all_inputs, input_name, batch_size)
-            baseline_metrics = classification_metrics(y_true, prob, labels, multi_label, normal_label)
+            baseline_metrics = classification_metrics(y_true, prob, labels, multi_label, normal_label,
+                                                      float(getattr(_model_head(baseline_model), "threshold", 0.5)))
             baseline_value = _headline_value(baseline_metrics, metric)
             advance()
             comparison["baselines"][name] = {

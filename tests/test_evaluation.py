@@ -16,6 +16,7 @@ from mmkeras.evaluation import (
     average_precision,
     calibration,
     classification_metrics,
+    model_predict_fn,
     evaluate,
     format_results_table,
     fusion_weights,
@@ -350,6 +351,22 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
     table = format_results_table(results)
     assert "accuracy" in table and "review only" in table and "readings only" in table
     assert len(table.splitlines()) == 5
+
+
+def test_evaluate_scores_multi_label_at_the_heads_threshold(tmp_path):
+    """The report's per-label F1 is at the threshold the head (and the export) uses, not 0.5."""
+    inputs, y = toy_data(32)
+    multi_hot = np.stack([1 - y, y], 1)
+    model = toy_model(multi_label=True)
+    model.get_layer("label").threshold = 0.9999
+    results = evaluate(model, toy_dataset(inputs, multi_hot), labels=["down", "up"], multi_label=True,
+                       verbose=0)
+    y_prob = model_predict_fn(model, 32)(inputs)
+    assert results["metrics"]["threshold"] == 0.9999
+    expected = classification_metrics(multi_hot, y_prob, ["down", "up"], multi_label=True, threshold=0.9999)
+    assert results["metrics"]["per_label"] == expected["per_label"]
+    assert expected["per_label"] != classification_metrics(
+        multi_hot, y_prob, ["down", "up"], multi_label=True)["per_label"]
 
 
 def test_evaluate_multi_label(tmp_path):
