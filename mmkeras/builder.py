@@ -87,11 +87,7 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
         fused = fused[0]
 
     # === Heads ===
-    # A hidden layer after fusion: the label may depend on the modalities
-    # jointly (two sources must agree, a sum of cues), which a linear head
-    # over the fused vector cannot express.
-    fused = keras.layers.Dense(projection_dim, activation="gelu", name="head_hidden")(fused)
-    outputs = task.head("label")(keras.layers.Dropout(0.1, name="head_dropout")(fused))
+    outputs = _head(fused, task, projection_dim)
     if task.auxiliary_heads:
         outputs = {"label": outputs}
         for spec, x in zip(specs, embeddings):
@@ -113,9 +109,20 @@ def build_unimodal(input, task, *, projection_dim=128, adapt_data=None, name=Non
     _adapt([spec], adapt_data)
     model_input = spec.keras_input()
     encoded = spec.encode(model_input)
-    x = keras.layers.Dense(projection_dim, activation="gelu", name=f"{spec.name}_projection")(encoded.pooled)
-    outputs = task.head("label")(keras.layers.Dropout(0.1, name="head_dropout")(x))
+    x = keras.layers.Dense(projection_dim, name=f"{spec.name}_projection")(encoded.pooled)
+    outputs = _head(x, task, projection_dim)
     return keras.Model({spec.name: model_input}, outputs, name=name or f"{spec.name}_only")
+
+
+def _head(x, task, width):
+    """The classifier after fusion (or after the one projection of a baseline).
+
+    A hidden layer first: the label may depend on the modalities jointly (two
+    sources must agree, a sum of cues), which a linear head over the fused
+    vector cannot express.
+    """
+    x = keras.layers.Dense(width, activation="gelu", name="head_hidden")(x)
+    return task.head("label")(keras.layers.Dropout(0.1, name="head_dropout")(x))
 
 
 def _check_specs(inputs, minimum):

@@ -117,6 +117,12 @@ def test_build_unimodal_is_the_same_encoder_and_head_without_fusion():
     assert model.name == "review_only"
     layer_names = {layer.name for layer in model.layers}
     assert {"review_encoder", "label"} <= layer_names and "fusion" not in layer_names
+    # The fused model's layers from encoder to head, but fusion: a linear
+    # projection, then the same GELU hidden layer and dropout before the head.
+    fused = mmk.build_model([spec, mmk.SensorInput("s", features=["a"])], task=mmk.Classification(LABELS),
+                            projection_dim=16, adapt_data={"review": ADAPT["review"], "s": np.zeros((2, 1))})
+    for name in ("review_projection", "head_hidden", "head_dropout"):
+        assert model.get_layer(name).get_config() == fused.get_layer(name).get_config()
     dataset = tf.data.Dataset.from_tensor_slices(({"review": TEXTS}, np.arange(6) % 3)).batch(3)
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(dataset, epochs=1, verbose=0)
