@@ -1,10 +1,13 @@
 """Export: serving signatures, fresh-process loading, op check, atomicity."""
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import urllib.error
+import urllib.request
 
 import keras
 import numpy as np
@@ -14,6 +17,7 @@ import tensorflow as tf
 import mmkeras as mmk
 from mmkeras.data.decode import decode_batch
 from mmkeras.export import ExportError, export, synthetic_inputs
+from mmkeras.serving import DevServer
 from mmkeras.serving.op_check import check_serving_ops
 
 LABELS = ["negative", "neutral", "positive"]
@@ -109,6 +113,34 @@ def test_missing_inputs_are_served_and_serve_decoded_agrees(exported):
     assert np.isfinite(served["probabilities"].numpy()).all()
     np.testing.assert_allclose(served["probabilities"], decoded["probabilities"], atol=1e-5)
     np.testing.assert_allclose(served["scores"], served["probabilities"].numpy().max(axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("counts", [(1, 3, 4, 4), (4, 4, 3, 1)])
+def test_inputs_of_different_batch_sizes_are_refused_in_the_graph(exported, counts):
+    """Not answered for the first input's count only: INVALID_ARGUMENT naming every input,
+    from the graph itself, so TF Serving and the dev server answer the same."""
+    model, specs, path = exported
+    (example,) = synthetic_inputs(specs, count=1, seed=0)
+    raw = {s.name: tf.constant([example[s.name]] * n, tf.float32 if s.kind == "sensor" else tf.string)
+           for s, n in zip(specs, counts)}
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same number of examples") as caught:
+        signature(**raw)
+    for spec, n in zip(specs, counts):
+        assert f"{spec.name}: {n}" in caught.value.message
+    with DevServer(os.path.dirname(os.path.dirname(path)), rest_port=0, grpc_port=0, poll_seconds=0) as server:
+        rows = {name: value.numpy().tolist() for name, value in raw.items()}
+        for spec in specs:
+            if spec.kind != "sensor" and spec.kind != "text":
+                rows[spec.name] = [{"b64": base64.b64encode(v).decode()} for v in rows[spec.name]]
+            elif spec.kind == "text":
+                rows[spec.name] = [v.decode() for v in rows[spec.name]]
+        request = urllib.request.Request(f"{server.rest_url}/v1/models/sentiment:predict",
+                                         data=json.dumps({"inputs": rows}).encode(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=60)
+        assert error.value.code == 400
+        assert "same number of examples" in json.loads(error.value.read())["error"]
 
 
 def test_multi_label_classes_join_labels_over_threshold(tmp_path):

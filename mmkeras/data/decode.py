@@ -48,8 +48,29 @@ def decode_batch(raw, specs):
             signature[spec.name] = tf.TensorSpec(spec.shape, tf.float32)
         else:
             signature[spec.name] = tf.TensorSpec((), tf.string)
-    raw = {spec.name: raw[spec.name] for spec in specs}
+    raw = _with_one_batch_size({spec.name: raw[spec.name] for spec in specs})
     return tf.map_fn(lambda example: decode_example(example, specs), raw, fn_output_signature=signature)
+
+
+def _with_one_batch_size(raw):
+    """`raw`, after an in-graph check that every input has the same batch size.
+
+    A request with a different number of values per input would otherwise be
+    decoded up to the first input's size, silently answering for fewer
+    examples than sent (or failing deep inside `map_fn`). The check runs in
+    the graph, so TF Serving answers INVALID_ARGUMENT naming every input and
+    its size.
+    """
+    names = sorted(raw)
+    if len(names) < 2:
+        return raw
+    sizes = [tf.shape(raw[name])[0] for name in names]
+    same = tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0]))
+    received = ", ".join(f"{name}: {{}}" for name in names)
+    message = tf.strings.format(f"Every input must hold the same number of examples; received {received}",
+                                sizes)
+    with tf.control_dependencies([tf.debugging.Assert(same, [message])]):
+        return {name: tf.identity(value) for name, value in raw.items()}
 
 
 def decode_image(encoded, size):
