@@ -7,6 +7,8 @@ are shared with the client and config tests.
 """
 
 import json
+import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -368,6 +370,64 @@ def test_bad_json_oversize_body_and_unknown_status(server):
     assert status == 404 and "Could not find any versions of model nope" in answer["error"]
     status, answer = http("POST", url, _row())
     assert status == 200
+
+
+def _raw_http(server, request_bytes):
+    """Status line and JSON body of a hand-written HTTP request (bounded wait)."""
+    host, port = server.rest_url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request_bytes)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), json.loads(body)
+
+
+def _length(answer):
+    match = re.search(rb"(?i)content-length: *(\d+)", answer)
+    return int(match.group(1)) if match else 0
+
+
+def test_negative_content_length_chunked_bodies_other_methods_and_huge_versions(server):
+    request = (b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}")
+    status, answer = _raw_http(server, request)  # answered at once, not after the client gives up
+    assert status == 400 and "Invalid Content-Length: -1" in answer["error"]
+    for method in ("PUT", "DELETE", "PATCH"):
+        status, answer = http(method, f"{server.rest_url}/v1/models/tiny:predict", _row())
+        assert status == 400 and f"Unsupported HTTP method {method}" in answer["error"]
+    body = json.dumps(_row()).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50]), body[i:i + 50]) for i in range(0, len(body), 50))
+    status, answer = _raw_http(server, b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\n"
+                                       b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n")
+    assert status == 200 and answer["predictions"][0]["classes"] in LABELS  # as TF Serving accepts
+    status, answer = http("POST", f"{server.rest_url}/v1/models/tiny/versions/{2**63}:predict", _row())
+    assert status == 400 and "out of range" in answer["error"]
+    status, answer = http("POST", f"{server.rest_url}/v1/models/tiny:predict", _row())
+    assert status == 200
+
+
+def test_grpc_tensor_declaring_more_elements_than_it_carries_is_invalid(server, grpc_stubs):
+    """A few bytes declaring 10^12 strings: INVALID_ARGUMENT, nothing allocated."""
+    prediction, _ = grpc_stubs
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "tiny"
+    request.inputs["image"].CopyFrom(tf.make_tensor_proto([png_bytes(9)]))
+    request.inputs["review"].CopyFrom(tf.make_tensor_proto(["ok"]))
+    request.inputs["readings"].CopyFrom(tf.make_tensor_proto([[1.0, 2.0, 3.0]]))
+    huge = request.inputs["review"]
+    huge.ClearField("string_val")
+    huge.tensor_shape.dim[0].size = 10**12
+    with pytest.raises(grpc.RpcError) as error:
+        prediction.Predict(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declares shape [1000000000000]" in error.value.details() and "carries 0" in error.value.details()
+    huge.string_val.append(b"ok")
+    huge.tensor_shape.dim[0].size = 1
+    assert prediction.Predict(request, timeout=30).outputs["classes"].string_val[0].decode() in LABELS
 
 
 def test_grpc_errors_carry_codes_and_messages(server, grpc_stubs):

@@ -49,6 +49,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 from google.protobuf import text_format
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -116,6 +117,16 @@ class RequestError(Exception):
 
 def _invalid(message):
     return RequestError("INVALID_ARGUMENT", message)
+
+
+def _version_number(text):
+    """A REST path's version as an int64, None when absent."""
+    if not text:
+        return None
+    version = int(text)
+    if version >= 2**63:
+        raise _invalid(f"Version {text} is out of range: versions are int64.")
+    return version
 
 
 # === Loading ===
@@ -606,11 +617,38 @@ def run_signature(servable, signature_name, inputs, output_filter=()):
 def _inputs_from_protos(tensor_protos):
     inputs = {}
     for name, proto in tensor_protos.items():
+        _check_declared_size(name, proto)
         try:
             inputs[name] = tf.make_ndarray(proto)
         except (TypeError, ValueError) as error:
             raise _invalid(f"Input '{name}' is not a valid TensorProto: {error}")
     return inputs
+
+
+def _check_declared_size(name, proto):
+    """Refuses a TensorProto whose shape declares more elements than it carries.
+
+    `make_ndarray` would allocate the declared shape (10^12 strings from a
+    few bytes of request): TF Serving answers INVALID_ARGUMENT, so do we.
+    """
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise _invalid(f"Input '{name}' has a negative dimension in its shape {dims}.")
+    declared = math.prod(dims)
+    if proto.tensor_content:
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size if proto.dtype != types_pb2.DT_STRING else 1
+        carried = len(proto.tensor_content) // max(itemsize, 1)
+    else:
+        carried = max(len(getattr(proto, field)) for field in _VALUE_FIELDS)
+    # One value may fill a whole tensor (TF's own rule), but only a small one.
+    if declared != carried and not (carried == 1 and declared <= _MAX_FILLED_ELEMENTS):
+        raise _invalid(f"Input '{name}' declares shape {dims} ({declared} elements) "
+                       f"but carries {carried} value(s).")
+
+
+_VALUE_FIELDS = ("half_val", "float_val", "double_val", "int_val", "string_val", "scomplex_val",
+                 "int64_val", "bool_val", "dcomplex_val", "uint32_val", "uint64_val")
+_MAX_FILLED_ELEMENTS = 1 << 20
 
 
 # === REST: JSON <-> tensors, as TF Serving's json_tensor.cc ===
@@ -956,7 +994,7 @@ class RestApi:
     def _servable(self, name, version, label):
         name = urllib.parse.unquote(name)
         label = urllib.parse.unquote(label) if label else None
-        return self.registry.servable(name, int(version) if version else None, label)
+        return self.registry.servable(name, _version_number(version), label)
 
     def _predict(self, servable, body):
         signature_name, form, payload = parse_predict_body(body)
@@ -977,7 +1015,7 @@ class RestApi:
             return metadata_json(self._servable(name, version, label))
         name = urllib.parse.unquote(name)
         label = urllib.parse.unquote(label) if label else None
-        response = self.registry.status(name, int(version) if version else None, label)
+        response = self.registry.status(name, _version_number(version), label)
         return json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
 
 
@@ -990,6 +1028,12 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._handle("POST")
+
+    def _refuse_method(self):
+        self._send(400, {"error": f"Unsupported HTTP method {self.command}: the API takes GET and POST."},
+                   close=True)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
     def log_message(self, format, *args):
         _LOG.debug("%s %s", self.address_string(), format % args)
@@ -1028,11 +1072,16 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     def _read_body(self):
         """The request body, or None once an error was answered."""
         length = self.headers.get("Content-Length")
+        if length is None and self.headers.get("Transfer-Encoding", "").strip().lower() == "chunked":
+            return self._read_chunked_body()
         if length is None:
-            self._send(411, {"error": "A Content-Length header is required."}, close=True)
+            self._send(411, {"error": "A Content-Length header (or a chunked body) is required."},
+                       close=True)
             return None
         try:
             length = int(length)
+            if length < 0:
+                raise ValueError(length)
         except ValueError:
             self._send(400, {"error": f"Invalid Content-Length: {length!r}"}, close=True)
             return None
@@ -1041,6 +1090,29 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             self._discard(length)
             return None
         return self.rfile.read(length)
+
+    def _read_chunked_body(self):
+        """A `Transfer-Encoding: chunked` body, within the body limit; None once answered."""
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+                if size < 0:
+                    raise ValueError(size)
+            except ValueError:
+                self._send(400, {"error": f"Invalid chunk size line: {line[:40]!r}"}, close=True)
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return b"".join(parts)
+            total += size
+            if total > self.server.max_body_bytes:
+                self._send_too_large(total)
+                return None
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(1024)  # the CRLF after the chunk
 
     def _discard(self, length):
         # Reading a bounded part of the refused body lets most clients read
