@@ -397,9 +397,16 @@ def _train(model, datasets, app, out_dir, fit_options, steps_per_epoch):
         datasets["val"], app.data["labels"], os.path.join(out_dir, "tensorboard"))
     hparams = {key: value for key, value in {**app.model, **config}.items()
                if isinstance(value, (bool, int, float, str))}
-    training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir,
+    # The best epoch is the one with the best validation headline, when
+    # training logs it (`training.validation_monitor`).
+    monitor = training.validation_monitor(model, _LOGGED_HEADLINES.get(app.evaluation.get("headline")))
+    training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir, monitor=monitor,
                  patience=config.get("patience", 8), confusion_matrix=confusion, hparams=hparams,
                  **fit_options)
+
+
+# Report headlines and the training-log metric that tracks each.
+_LOGGED_HEADLINES = {"accuracy": "accuracy", "macro_f1": "macro_f1", "roc_auc_macro": "auc"}
 
 
 @contextlib.contextmanager

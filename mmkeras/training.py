@@ -23,6 +23,7 @@ import json
 import os
 
 import keras
+from keras import ops
 import numpy as np
 import tensorflow as tf
 
@@ -182,8 +183,38 @@ def _head_loss_and_metrics(multi_label, label_smoothing, num_classes):
             loss = SparseCategoricalCrossentropyWithSmoothing(label_smoothing)
         else:
             loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                   SparseMacroF1(num_classes)]
     return loss, metrics
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SparseMacroF1(keras.metrics.F1Score):
+    """Macro-averaged F1 of the arg-max class, for integer class-id targets.
+
+    `keras.metrics.F1Score` takes one-hot targets; this one takes the class
+    ids a single-label head trains on. Logged as `macro_f1`, so a run can keep
+    the epoch with the best validation macro-F1: with class weights, accuracy
+    favours the epochs that predict the majority class.
+
+    Example:
+    >>> metric = SparseMacroF1(num_classes=3)
+    >>> metric.update_state([0, 1, 2], [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.2, 0.2]])
+    >>> round(float(metric.result()), 3)
+    0.556
+    """
+
+    def __init__(self, num_classes, name="macro_f1", **kwargs):
+        kwargs.pop("average", None)
+        super().__init__(average="macro", name=name, **kwargs)
+        self.num_classes = int(num_classes)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        return super().update_state(ops.one_hot(ids, self.num_classes), y_pred, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 def _copy_loss(loss):
@@ -353,21 +384,34 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     return result
 
 
-def validation_monitor(model):
+def validation_monitor(model, metric=None):
     """The logged validation metric that picks a classifier's best epoch.
 
-    Validation accuracy for a single-label head, ROC AUC for a multi-label
-    one (of the `"label"` output when the model has auxiliary heads). A
-    metric, not `val_loss`: on a few hundred validation examples the loss
+    A metric, not `val_loss`: on a few hundred validation examples the loss
     swings with the confidence of a handful of mistakes, and class weights
     and label smoothing move it without changing a prediction.
+
+    Args:
+        model: a classifier compiled by `compile_model`.
+        metric: `"accuracy"` or `"macro_f1"` (single-label heads), `"auc"`
+            (multi-label heads); None: accuracy, or ROC AUC for a
+            multi-label head.
+
+    Returns:
+        The name in the training logs, of the `"label"` output when the model
+        has auxiliary heads.
 
     Example:
     >>> x = keras.Input((2,), name="sensor")
     >>> validation_monitor(keras.Model(x, keras.layers.Dense(2, activation="softmax", name="label")(x)))
     'val_accuracy'
     """
-    metric = "auc" if getattr(_label_layer(model), "multi_label", False) else "accuracy"
+    multi_label = getattr(_label_layer(model), "multi_label", False)
+    known = ("auc",) if multi_label else ("accuracy", "macro_f1")
+    metric = metric or known[0]
+    if metric not in known:
+        raise ValueError(f"A {'multi' if multi_label else 'single'}-label head logs {list(known)}; "
+                         f"received metric={metric!r}.")
     prefix = f"val_{LABEL_OUTPUT}_" if _aux_output_names(model) else "val_"
     return prefix + metric
 

@@ -267,6 +267,11 @@ def test_best_epoch_is_picked_by_the_validation_metric(tmp_path):
     assert record["value"] == max(history.history["val_accuracy"])
     assert training.validation_monitor(aux_model()) == "val_label_accuracy"
     assert training.validation_monitor(multi_label_model()) == "val_auc"
+    # Macro-F1 is logged too: with class weights, accuracy favours majority-class epochs.
+    assert training.validation_monitor(model, "macro_f1") == "val_macro_f1"
+    assert "val_macro_f1" in history.history
+    with pytest.raises(ValueError, match=r"multi-label head logs \['auc'\]"):
+        training.validation_monitor(multi_label_model(), "macro_f1")
     for monitor, mode in (("val_loss", "min"), ("val_label_accuracy", "max")):
         early = training.callbacks(tmp_path, monitor=monitor, tensorboard=False)[-1]
         assert early.monitor == monitor and early.mode == mode
