@@ -729,6 +729,12 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
     elif callback_options:
         raise ValueError("Expected either callbacks=[...] or callback options, not both; "
                          f"received options {sorted(callback_options)}.")
+    if class_weight is not None and getattr(_label_layer(model), "multi_label", False):
+        # Keras would weight each example by its first positive label only
+        # (the arg-max of a multi-hot target).
+        raise ValueError("class_weight weights single-label targets; a multi-label head's "
+                         "multi-hot targets would be weighted by their first positive label only. "
+                         "Leave class_weight None for multi-label models.")
     if class_weight is not None and _aux_output_names(model):
         train_ds = _with_class_weight_as_sample_weight(train_ds, class_weight)
         class_weight = None

@@ -277,6 +277,16 @@ def test_best_epoch_is_picked_by_the_validation_metric(tmp_path):
         assert early.monitor == monitor and early.mode == mode
 
 
+def test_class_weight_is_refused_for_multi_label_heads(tmp_path):
+    model = training.compile_model(multi_label_model())
+    features, _ = worker.make_arrays(16)
+    multi_hot = (features[:, :worker.NUM_CLASSES] > 0).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices(({"sensor": features}, multi_hot)).batch(16)
+    with pytest.raises(ValueError, match="first positive label only"):
+        training.fit(model, dataset, epochs=1, out_dir=tmp_path, class_weight={0: 1.0, 1: 5.0, 2: 1.0},
+                     verbose=0)
+
+
 def test_with_labels_for_passes_through_single_output():
     dataset = one_batch()
     assert training.with_labels_for(worker.make_model(), dataset) is dataset
