@@ -7,6 +7,8 @@ its final folder, checked (ops, parity with `model.predict`), then renamed
 into place, so a TF Serving polling `base_dir` never sees half a version.
 """
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -90,9 +92,13 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
 def _move_into_place(tmp_dir, final_dir, version):
     """Renames the finished export to its version folder.
 
-    An existing version (overwrite=True) is renamed aside first, so a server
-    always finds either the old or the new complete version.
+    An existing version (overwrite=True) is swapped with the new one in one
+    atomic step on Linux (`renameat2(RENAME_EXCHANGE)`), so a server always
+    finds the old or the new complete version. Where the system cannot swap
+    folders, the old one is renamed aside first: a moment without the version.
     """
+    if os.path.exists(final_dir) and _exchange(tmp_dir, final_dir):
+        return  # tmp_dir now holds the old version; export() removes it
     old = None
     if os.path.exists(final_dir):
         old = f"{os.path.dirname(final_dir)}/.old-{version}-{uuid.uuid4().hex[:8]}"
@@ -106,6 +112,21 @@ def _move_into_place(tmp_dir, final_dir, version):
                               f"running? Export again with another version.") from e
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(path_a, path_b):
+    """Atomically swaps two paths; False where the system cannot (not Linux,
+    an old kernel or C library, a file system without the operation)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2  # <fcntl.h>, <linux/fs.h>
+    if renameat2(at_fdcwd, os.fsencode(path_a), at_fdcwd, os.fsencode(path_b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), path_b)
 
 
 def next_version(base_dir):

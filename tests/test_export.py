@@ -67,6 +67,25 @@ def test_next_version_and_no_silent_overwrite(exported, tmp_path):
     assert sorted(os.listdir(base)) == ["1", "2"]  # replaced in place, no temp or old folders left
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="atomic folder swap is Linux-only")
+def test_overwrite_swaps_versions_without_a_moment_without_one(exported, tmp_path, monkeypatch):
+    """Never renamed aside: a polling server finds version 1 (old or new) at every moment."""
+    model, specs, path = exported
+    base = tmp_path / "sentiment"
+    first = export(model, base, specs=specs, warmup=False)
+    stamp = os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns
+
+    def rename(source, target):
+        real_rename(source, target)
+        assert os.path.isdir(first), "version 1 vanished during the overwrite"
+
+    real_rename = os.rename
+    monkeypatch.setattr(os, "rename", rename)
+    assert export(model, base, version=1, specs=specs, warmup=False, overwrite=True) == first
+    assert os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns != stamp
+    assert sorted(os.listdir(base)) == ["1"]
+
+
 FRESH_PROCESS = textwrap.dedent("""
     import json, sys
     import numpy as np, tensorflow as tf, tensorflow_text  # noqa: F401
