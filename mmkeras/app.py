@@ -241,7 +241,13 @@ def recorded_test_split(app, work_dir):
     examples, _ = app.load_examples(record["manifest"], on_error="skip",
                                     report_path=os.path.join(work_dir, "skipped_rows.csv"))
     position = {row: i for i, row in enumerate(examples.rows)}
-    return _subset(examples, np.asarray([position[row] for row in record["rows"]["test"] if row in position]))
+    gone = [row for row in record["rows"]["test"] if row not in position]
+    if gone:
+        raise ValueError(
+            f"{len(gone)} of the {len(record['rows']['test'])} test rows of the run in {work_dir} are no "
+            f"longer valid rows of {record['manifest']} (rows {gone[:10]}); the manifest or its files "
+            f"changed since. Evaluate on a manifest with --data, or run again.")
+    return _subset(examples, np.asarray([position[row] for row in record["rows"]["test"]]))
 
 
 def demo_ceilings(app, manifest, rows, specs, baselines):

@@ -86,6 +86,14 @@ def test_cli_run_and_evaluate(tmp_path, capsys):
     assert "miss_rate" in report["metrics"] and report["num_examples"] == len(split["rows"]["test"])
     assert not set(split["rows"]["test"]) & set(split["rows"]["train"])
 
+    # A test row that became invalid is an error, not a smaller test set.
+    manifest_rows = open(split["manifest"]).read().splitlines()
+    lost = split["rows"]["test"][0]
+    os.remove(os.path.join(os.path.dirname(split["manifest"]), manifest_rows[lost].split(",")[0]))
+    assert cli_main(["evaluate", app_path("inspection"), "--model", os.path.join(work, "model.keras"),
+                     "--work-dir", work]) == 1
+    assert f"1 of the {len(split['rows']['test'])} test rows" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "training.patiense=3"], "unknown key(s) ['patiense'] in `training`"),
