@@ -83,6 +83,13 @@ def corrupt(demo_dir, tmp_path):
     return rewrite_manifest(demo_dir, tmp_path, edit), expected
 
 
+def test_windowed_sensor_inputs_cannot_come_from_a_manifest(demo_dir):
+    """A clear error up front, not a shape error deep inside TensorFlow."""
+    specs = [mmk.SensorInput("readings", features=["temperature", "vibration_rms", "current"], window=8)]
+    with pytest.raises(ValueError, match=r"Sensor input\(s\) \['readings'\] take windows"):
+        load_examples(demo_dir / "manifest.csv", specs, "label", LABELS)
+
+
 def test_bad_rows_raise_one_error_naming_each_row_column_and_reason(demo_dir, tmp_path):
     path, expected = corrupt(demo_dir, tmp_path)
     with pytest.raises(ManifestError) as info:

@@ -102,6 +102,12 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip'. Received: {on_error!r}")
     path = os.fspath(path)
+    windowed = [spec.name for spec in specs if spec.kind == "sensor" and spec.window]
+    if windowed:
+        raise ValueError(
+            f"Sensor input(s) {windowed} take windows of readings [window, features]; a manifest row "
+            f"holds one value per feature column. Feed such inputs from a tf.data pipeline of your "
+            f"own (a [window, features] tensor per example), or drop `window`.")
     rows = read_manifest(path)
     column_of = _column_lookup(specs, columns)
     _check_columns(path, rows, specs, label_column, column_of)
