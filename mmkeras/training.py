@@ -21,6 +21,7 @@ out_dir/
 import contextlib
 import json
 import os
+import sys
 
 import keras
 from keras import ops
@@ -705,7 +706,9 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
         monitor: defaults to `validation_monitor(model)` with `val_ds`
             (the validation accuracy, or ROC AUC for multi-label heads),
             else `"loss"`.
-        steps_per_epoch, validation_steps, verbose: as in `model.fit`.
+        steps_per_epoch, validation_steps: as in `model.fit`.
+        verbose: as in `model.fit`; `"auto"` shows a progress bar on a
+            terminal and one line per epoch when output goes to a file.
         **callback_options: passed to `callbacks()` (e.g. `patience`,
             `hparams`, `confusion_matrix`, `backup_every_steps`).
 
@@ -741,6 +744,10 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
     train_ds = with_labels_for(model, train_ds)
     if val_ds is not None:
         val_ds = with_labels_for(model, val_ds)
+    if verbose == "auto":
+        # A progress bar on a terminal; in a log file or CI one line per epoch,
+        # not a redrawn bar per batch (hundreds of KB for a short run).
+        verbose = 1 if sys.stdout.isatty() else 2
     with _multi_worker_reduce_fixes(model.distribute_strategy):
         # shuffle=False: a dataset is shuffled by its pipeline; Keras would only warn.
         return model.fit(train_ds, validation_data=val_ds, epochs=epochs,

@@ -277,6 +277,14 @@ def test_best_epoch_is_picked_by_the_validation_metric(tmp_path):
         assert early.monitor == monitor and early.mode == mode
 
 
+def test_fit_prints_one_line_per_epoch_when_output_is_not_a_terminal(tmp_path, capsys):
+    model = training.compile_model(worker.make_model())
+    training.fit(model, worker.make_dataset(batch_size=4, num_examples=32), epochs=2, out_dir=tmp_path,
+                 tensorboard=False)
+    out = capsys.readouterr().out
+    assert out.count("Epoch ") == 2 and "\r" not in out and "\x08" not in out and "━" not in out
+
+
 def test_class_weight_is_refused_for_multi_label_heads(tmp_path):
     model = training.compile_model(multi_label_model())
     features, _ = worker.make_arrays(16)
