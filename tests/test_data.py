@@ -13,7 +13,7 @@ from PIL import Image
 import mmkeras as mmk
 from mmkeras.data import demo
 from mmkeras.data.decode import decode_image, decode_wav, resample
-from mmkeras.data.manifest import ManifestError, load_examples
+from mmkeras.data.manifest import ManifestError, load_examples, read_manifest
 from mmkeras.data.pipeline import make_dataset
 from mmkeras.data.tfrecord import tfrecord_dataset, write_tfrecords
 
@@ -88,6 +88,21 @@ def test_windowed_sensor_inputs_cannot_come_from_a_manifest(demo_dir):
     specs = [mmk.SensorInput("readings", features=["temperature", "vibration_rms", "current"], window=8)]
     with pytest.raises(ValueError, match=r"Sensor input\(s\) \['readings'\] take windows"):
         load_examples(demo_dir / "manifest.csv", specs, "label", LABELS)
+
+
+def test_long_text_cells_load_and_an_oversize_cell_is_a_row_error(tmp_path, monkeypatch):
+    path = tmp_path / "m.csv"
+    path.write_text("note,label\n" + f"{'word ' * 40000},ok\n" + f"{'x' * 50},ok\n")
+    rows = read_manifest(path)  # 200 KB in one cell: over the csv module's default limit
+    assert len(rows) == 2 and len(rows[0]["note"]) == 200000
+    previous = csv.field_size_limit()
+    monkeypatch.setattr("mmkeras.data.manifest.MAX_CELL_BYTES", 10)
+    try:
+        csv.field_size_limit(10)
+        with pytest.raises(ManifestError, match=r"row 1, column '\*': not valid CSV: field larger"):
+            read_manifest(path)
+    finally:
+        csv.field_size_limit(previous)
 
 
 def test_bad_rows_raise_one_error_naming_each_row_column_and_reason(demo_dir, tmp_path):

@@ -22,9 +22,9 @@ def decode_example(raw, specs):
     for spec in specs:
         value = raw[spec.name]
         if spec.kind == "image":
-            decoded[spec.name] = decode_image(value, spec.size)
+            decoded[spec.name] = decode_image(value, spec.size, spec.name)
         elif spec.kind == "audio":
-            decoded[spec.name] = decode_wav(value, spec.sample_rate, spec.num_samples)
+            decoded[spec.name] = decode_wav(value, spec.sample_rate, spec.num_samples, spec.name)
         elif spec.kind == "sensor":
             decoded[spec.name] = tf.cast(value, tf.float32)
         else:
@@ -48,33 +48,56 @@ def decode_batch(raw, specs):
             signature[spec.name] = tf.TensorSpec(spec.shape, tf.float32)
         else:
             signature[spec.name] = tf.TensorSpec((), tf.string)
-    raw = _with_one_batch_size({spec.name: raw[spec.name] for spec in specs})
+    raw = _checked({spec.name: raw[spec.name] for spec in specs}, specs)
     return tf.map_fn(lambda example: decode_example(example, specs), raw, fn_output_signature=signature)
 
 
-def _with_one_batch_size(raw):
-    """`raw`, after an in-graph check that every input has the same batch size.
+def _checked(raw, specs):
+    """`raw`, after in-graph checks whose failure names the input and the reason.
 
-    A request with a different number of values per input would otherwise be
-    decoded up to the first input's size, silently answering for fewer
-    examples than sent (or failing deep inside `map_fn`). The check runs in
-    the graph, so TF Serving answers INVALID_ARGUMENT naming every input and
-    its size.
+    The checks run in the graph, so TF Serving answers INVALID_ARGUMENT with
+    the same message:
+    - every input holds the same number of examples (else the request would
+      be answered for the first input's count only, or fail inside `map_fn`);
+    - a sensor input holds its features per example, and no infinity (NaN
+      is a missing value; infinity would make every probability NaN).
     """
-    names = sorted(raw)
-    if len(names) < 2:
-        return raw
-    sizes = [tf.shape(raw[name])[0] for name in names]
-    same = tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0]))
-    received = ", ".join(f"{name}: {{}}" for name in names)
-    message = tf.strings.format(f"Every input must hold the same number of examples; received {received}",
-                                sizes)
-    with tf.control_dependencies([tf.debugging.Assert(same, [message])]):
+    checks = [_same_batch_size(raw)] if len(raw) > 1 else []
+    for spec in specs:
+        if spec.kind == "sensor":
+            checks += _sensor_checks(spec, tf.convert_to_tensor(raw[spec.name]))
+    with tf.control_dependencies(checks):
         return {name: tf.identity(value) for name, value in raw.items()}
 
 
-def decode_image(encoded, size):
-    """Encoded JPEG/PNG/BMP/GIF bytes -> float32 RGB `[height, width, 3]` in 0..255.
+def _same_batch_size(raw):
+    names = sorted(raw)
+    sizes = [tf.shape(raw[name])[0] for name in names]
+    received = ", ".join(f"{name}: {{}}" for name in names)
+    message = tf.strings.format(f"Every input must hold the same number of examples; received {received}",
+                                sizes)
+    return tf.debugging.Assert(tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0])), [message])
+
+
+def _sensor_checks(spec, values):
+    shape = tf.shape(values)
+    expected = tf.constant(spec.shape, tf.int32)
+    right_shape = tf.cond(tf.equal(tf.size(shape), 1 + len(spec.shape)),
+                          lambda: tf.reduce_all(tf.equal(shape[1:], expected)), lambda: tf.constant(False))
+    wanted = "x".join(str(d) for d in spec.shape)
+    shape_message = tf.strings.format(
+        f"Input {spec.name} takes {wanted} values per example ({', '.join(spec.features)}); "
+        f"received a tensor of shape {{}}", [shape])
+    finite = tf.logical_not(tf.reduce_any(tf.math.is_inf(tf.cast(values, tf.float32))))
+    return [tf.debugging.Assert(right_shape, [shape_message]),
+            tf.debugging.Assert(finite, [f"Input {spec.name} holds an infinite value; send finite "
+                                         f"numbers, and NaN for a missing one"])]
+
+
+def decode_image(encoded, size, name="image"):
+    """Encoded JPEG/PNG/BMP/GIF/WebP bytes -> float32 RGB `[height, width, 3]` in 0..255.
+
+    Bytes of another kind fail with an error naming the input (`name`).
 
     Grey and RGBA images become RGB; GIFs give their first frame. The image
     is resized to `size` so examples batch; the model resizes again (a
@@ -91,7 +114,10 @@ def decode_image(encoded, size):
     height, width = size
 
     def decode():
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        known = tf.debugging.Assert(_is_image(encoded), [
+            f"Input {name} is not a JPEG, PNG, GIF, BMP or WebP image (its first bytes say otherwise)"])
+        with tf.control_dependencies([known]):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
         return tf.ensure_shape(image, (height, width, 3))
 
@@ -99,7 +125,23 @@ def decode_image(encoded, size):
     return tf.cond(tf.strings.length(encoded) > 0, decode, lambda: missing)
 
 
-def decode_wav(encoded, sample_rate, num_samples):
+def _starts(encoded, offset, magic):
+    """Whether `encoded[offset:offset + len(magic)] == magic` (False when it is shorter)."""
+    padded = tf.strings.join([encoded, b"\0" * (offset + len(magic))])
+    return tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
+
+
+def _is_image(encoded):
+    """Whether bytes start like a format `tf.io.decode_image` reads."""
+    def starts(offset, magic):
+        return _starts(encoded, offset, magic)
+
+    return tf.reduce_any(tf.stack([
+        starts(0, b"\xff\xd8\xff"), starts(0, b"\x89PNG"), starts(0, b"GIF8"), starts(0, b"BM"),
+        tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP"))]))
+
+
+def decode_wav(encoded, sample_rate, num_samples, name="audio"):
     """16-bit PCM WAV bytes -> mono float32 `[num_samples]` at `sample_rate`.
 
     Multi-channel audio is averaged to mono, another rate is resampled
@@ -115,7 +157,10 @@ def decode_wav(encoded, sample_rate, num_samples):
     """
 
     def decode():
-        audio, rate = tf.audio.decode_wav(encoded)
+        is_wav = tf.logical_and(_starts(encoded, 0, b"RIFF"), _starts(encoded, 8, b"WAVE"))
+        known = tf.debugging.Assert(is_wav, [f"Input {name} is not a WAV file (no RIFF/WAVE header)"])
+        with tf.control_dependencies([known]):
+            audio, rate = tf.audio.decode_wav(encoded)
         mono = tf.reduce_mean(audio, axis=-1)
         # Samples at the input rate that cover `num_samples` at the output rate.
         needed = (tf.cast(num_samples, tf.int64) * tf.cast(rate, tf.int64)) // sample_rate + 1

@@ -75,7 +75,22 @@ def read_manifest(path):
                                                       f"per line, got {type(row).__name__}")])
                     rows.append(row)
             return rows
-        return list(csv.DictReader(f, restval=SHORT_ROW))
+        return _read_csv(path, f)
+
+
+# A text cell may hold a long document; the csv module's default limit is 128 KiB.
+MAX_CELL_BYTES = 64 * 1024 * 1024
+
+
+def _read_csv(path, f):
+    if csv.field_size_limit() < MAX_CELL_BYTES:
+        csv.field_size_limit(MAX_CELL_BYTES)
+    reader = csv.DictReader(f, restval=SHORT_ROW)
+    try:
+        return list(reader)
+    except csv.Error as e:
+        # Data rows count from 1 after the header line.
+        raise ManifestError([RowError(path, max(reader.line_num - 1, 1), "*", f"not valid CSV: {e}")])
 
 
 def load_examples(path, specs, label_column, labels, multi_label=False, on_error="raise",
