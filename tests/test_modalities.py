@@ -208,8 +208,8 @@ def test_sensor_encoder_shapes_with_nan(window):
 
 
 ENCODER_CASES = {
-    "image_tiny_cnn": lambda: (mmk.ImageInput("photo", size=(16, 16)),
-                               np.random.default_rng(0).uniform(0, 255, (6, 16, 16, 3)).astype("float32")),
+    "image_small_cnn": lambda: (mmk.ImageInput("photo", size=(16, 16)),
+                                np.random.default_rng(0).uniform(0, 255, (6, 16, 16, 3)).astype("float32")),
     **{f"text_{e}": (lambda e=e: (mmk.TextInput("review", encoder=e, sequence_length=8,
                                                 vocabulary_size=200), TEXTS))
        for e in TEXT_ENCODERS},
@@ -358,7 +358,7 @@ def test_frozen_image_backbone_keeps_weights_and_batchnorm_statistics():
     assert backbone.trainable_weights == []
     assert not any(v.path in {w.path for w in backbone.weights} for v in model.trainable_variables)
     moving = [v.path for v in backbone.weights if "moving" in v.path]
-    assert moving  # tiny_cnn has BatchNorm
+    assert moving  # small_cnn has BatchNorm
     assert changed == set()
     # BatchNorm normalises with its moving statistics even in a training step.
     assert _backbone_runs_in_inference_mode_when_training(model)
