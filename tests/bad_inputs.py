@@ -78,6 +78,12 @@ def gif_declaring(width, height):
     return bytes(data)
 
 
+def bmp_declaring(width, height):
+    data = bytearray(image_bytes("BMP", size=(8, 8)))
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
 def wav(samples, sample_width=2, channels=1, rate=SAMPLE_RATE):
     """PCM WAV bytes of float samples in [-1, 1] at 8, 16, 24 or 32 bits."""
     samples = np.repeat(np.asarray(samples, "float64")[:, None], channels, axis=1)
@@ -122,9 +128,9 @@ def corpus():
         # --- images ---
         Case("image: random bytes", IMAGE, bytes(range(256)) * 4, "cannot decode image",
              "Input photo is not a JPEG, PNG, GIF, BMP or WebP image"),
-        Case("image: truncated JPEG", IMAGE, image_bytes("JPEG", size=(64, 64))[:200], "cannot decode image",
+        Case("image: truncated JPEG", IMAGE, image_bytes("JPEG", size=(64, 64))[:200], "Invalid JPEG data",
              "Invalid JPEG data"),
-        Case("image: zero bytes", IMAGE, b"", "cannot decode image", "missing"),
+        Case("image: zero bytes", IMAGE, b"", "file is empty", "missing"),
         Case("image: text bytes", IMAGE, b"this is not an image", "cannot decode image",
              "Input photo is not a JPEG, PNG, GIF, BMP or WebP image"),
         Case("image: grey PNG", IMAGE, image_bytes("PNG", mode="L"), "ok", "ok"),
@@ -133,11 +139,15 @@ def corpus():
         Case("image: animated GIF (first frame)", IMAGE, animated_gif(), "ok", "ok"),
         Case("image: BMP", IMAGE, image_bytes("BMP"), "ok", "ok"),
         Case("image: PNG bomb (100000 x 100000 declared)", IMAGE, png_declaring(100000, 100000),
-             "cannot decode image", "PNG size too large"),
+             "Input photo declares 100000 x 100000 pixels", "Input photo declares 100000 x 100000 pixels"),
+        Case("image: PNG bomb (20000 x 20000 declared, within int range)", IMAGE, png_declaring(20000, 20000),
+             "Input photo declares 20000 x 20000 pixels", "Input photo declares 20000 x 20000 pixels"),
         Case("image: JPEG bomb (65000 x 65000 declared)", IMAGE, jpeg_declaring(65000, 65000),
-             "cannot decode image", "Invalid JPEG data"),
+             "Input photo declares 65000 x 65000 pixels", "Input photo declares 65000 x 65000 pixels"),
         Case("image: GIF bomb (65000 x 65000 declared)", IMAGE, gif_declaring(65000, 65000),
-             "cannot decode image", "Invalid GIF data"),
+             "Input photo declares 65000 x 65000 pixels", "Input photo declares 65000 x 65000 pixels"),
+        Case("image: BMP bomb (60000 x 60000 declared)", IMAGE, bmp_declaring(60000, 60000),
+             "Input photo declares 60000 x 60000 pixels", "Input photo declares 60000 x 60000 pixels"),
         Case("image: large valid PNG (2000 x 1500)", IMAGE, image_bytes("PNG", size=(2000, 1500)), "ok", "ok"),
         # --- audio ---
         Case("audio: 16-bit mono", AUDIO, good_wav, "ok", "ok"),
@@ -154,7 +164,7 @@ def corpus():
         Case("audio: truncated header", AUDIO, good_wav[:30], "cannot decode audio", "Data too short"),
         Case("audio: not WAV bytes", AUDIO, b"ID3\x03\x00 an mp3 pretender" * 3, "cannot decode audio",
              "Input voice is not a WAV file"),
-        Case("audio: zero bytes", AUDIO, b"", "cannot decode audio", "missing"),
+        Case("audio: zero bytes", AUDIO, b"", "file is empty", "missing"),
         Case("audio: header only, no samples (silence)", AUDIO, wav(np.zeros(0)), "has no samples", "ok"),
         # --- text ---
         Case("text: empty", TEXT, "", "missing", "missing"),

@@ -90,6 +90,17 @@ def test_windowed_sensor_inputs_cannot_come_from_a_manifest(demo_dir):
         load_examples(demo_dir / "manifest.csv", specs, "label", LABELS)
 
 
+def test_image_pixel_limit_is_checked_before_decoding_and_configurable():
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 16)).save(buffer, format="PNG")
+    assert decode_image(buffer.getvalue(), (4, 4), "photo", max_pixels=320).shape == (4, 4, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="Input photo declares 20 x 16 pixels, more than the limit of 319"):
+        decode_image(buffer.getvalue(), (4, 4), "photo", max_pixels=319)
+    spec = mmk.ImageInput("photo", max_pixels=319)
+    assert mmk.ImageInput.from_config(spec.get_config()).max_pixels == 319
+
+
 def test_long_text_cells_load_and_an_oversize_cell_is_a_row_error(tmp_path, monkeypatch):
     path = tmp_path / "m.csv"
     path.write_text("note,label\n" + f"{'word ' * 40000},ok\n" + f"{'x' * 50},ok\n")

@@ -22,7 +22,7 @@ def decode_example(raw, specs):
     for spec in specs:
         value = raw[spec.name]
         if spec.kind == "image":
-            decoded[spec.name] = decode_image(value, spec.size, spec.name)
+            decoded[spec.name] = decode_image(value, spec.size, spec.name, spec.max_pixels)
         elif spec.kind == "audio":
             decoded[spec.name] = decode_wav(value, spec.sample_rate, spec.num_samples, spec.name)
         elif spec.kind == "sensor":
@@ -94,10 +94,17 @@ def _sensor_checks(spec, values):
                                          f"numbers, and NaN for a missing one"])]
 
 
-def decode_image(encoded, size, name="image"):
+# Decoded RGB pixels one image may have (an 8000 x 5000 photo): a few bytes
+# of header can declare gigapixels, which the decoder would allocate.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def decode_image(encoded, size, name="image", max_pixels=DEFAULT_MAX_PIXELS):
     """Encoded JPEG/PNG/BMP/GIF/WebP bytes -> float32 RGB `[height, width, 3]` in 0..255.
 
-    Bytes of another kind fail with an error naming the input (`name`).
+    Bytes of another kind, and an image whose header declares more than
+    `max_pixels`, fail before decoding with an error naming the input
+    (`name`).
 
     Grey and RGBA images become RGB; GIFs give their first frame. The image
     is resized to `size` so examples batch; the model resizes again (a
@@ -117,6 +124,11 @@ def decode_image(encoded, size, name="image"):
         known = tf.debugging.Assert(_is_image(encoded), [
             f"Input {name} is not a JPEG, PNG, GIF, BMP or WebP image (its first bytes say otherwise)"])
         with tf.control_dependencies([known]):
+            declared = _declared_size(encoded)
+        small_enough = tf.debugging.Assert(declared[0] * declared[1] <= max_pixels, [tf.strings.format(
+            f"Input {name} declares {{}} x {{}} pixels, more than the limit of {max_pixels} "
+            f"(ImageInput max_pixels)", [declared[1], declared[0]])])
+        with tf.control_dependencies([small_enough]):
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
         return tf.ensure_shape(image, (height, width, 3))
@@ -139,6 +151,33 @@ def _is_image(encoded):
     return tf.reduce_any(tf.stack([
         starts(0, b"\xff\xd8\xff"), starts(0, b"\x89PNG"), starts(0, b"GIF8"), starts(0, b"BM"),
         tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP"))]))
+
+
+def _declared_size(encoded):
+    """int64 `[height, width]` a PNG, GIF, BMP or JPEG header declares ([0, 0] for WebP)."""
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(tf.strings.join([encoded, b"\0" * 26]), 0, 26),
+                                    tf.uint8), tf.int64)
+
+    def number(start, length, big_endian):
+        digits = head[start:start + length]
+        weights = 256 ** tf.range(length - 1, -1, -1, dtype=tf.int64) if big_endian else \
+            256 ** tf.range(length, dtype=tf.int64)
+        return tf.reduce_sum(digits * weights)
+
+    def bmp():
+        height = number(22, 4, False)
+        height = tf.where(height >= 2**31, 2**32 - height, height)  # negative: stored top-down
+        return tf.stack([height, number(18, 4, False)])
+
+    def jpeg():
+        return tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)
+
+    return tf.case([
+        (_starts(encoded, 0, b"\x89PNG"), lambda: tf.stack([number(20, 4, True), number(16, 4, True)])),
+        (_starts(encoded, 0, b"GIF8"), lambda: tf.stack([number(8, 2, False), number(6, 2, False)])),
+        (_starts(encoded, 0, b"BM"), bmp),
+        (_starts(encoded, 0, b"\xff\xd8\xff"), jpeg),
+    ], default=lambda: tf.zeros([2], tf.int64))
 
 
 def decode_wav(encoded, sample_rate, num_samples, name="audio"):

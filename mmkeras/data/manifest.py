@@ -18,6 +18,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from mmkeras.data.decode import decode_image
+
 COMPRESSED_AUDIO = (".flac", ".ogg", ".mp3")
 
 # What csv.DictReader puts in the fields a short row lacks.
@@ -203,7 +205,7 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
             # Blank text is missing text, as the model's TextPresence sees it.
             parsed[spec.name] = value if value and value.strip() else ""
         else:
-            parsed[spec.name] = _check_file(base, row.get(column_of(spec)), spec.kind,
+            parsed[spec.name] = _check_file(base, row.get(column_of(spec)), spec,
                                             lambda r, c=column_of(spec): fail(c, r))
     present = [v for spec in specs for v in [parsed.get(spec.name)]
                if v not in ("", None) and not (isinstance(v, list) and all(math.isnan(x) for x in v))]
@@ -227,8 +229,10 @@ def _parse_number(value, fail):
     return number
 
 
-def _check_file(base, value, kind, fail):
-    """Resolves a path and checks that the file exists and decodes."""
+def _check_file(base, value, spec, fail):
+    """Resolves a path and checks that the file exists and decodes (within the
+    image spec's pixel limit)."""
+    kind = spec.kind
     if value is None or str(value).strip() == "":
         return ""
     value = str(value).strip()
@@ -238,8 +242,12 @@ def _check_file(base, value, kind, fail):
         return ""
     try:
         content = raw_file_bytes(path, kind)
+        if not content:
+            # An empty cell is a missing input; an empty file is a failed copy.
+            fail(f"file is empty: {path} (leave the cell empty for a missing {kind})")
+            return ""
         if kind == "image":
-            tf.io.decode_image(content, channels=3, expand_animations=False)
+            decode_image(content, (1, 1), spec.name, spec.max_pixels)
         elif tf.audio.decode_wav(content).audio.shape[0] == 0:
             fail(f"audio file {path} has no samples")
             return ""

@@ -2,6 +2,7 @@
 
 import keras
 
+from mmkeras.data.decode import DEFAULT_MAX_PIXELS
 from mmkeras.modalities.base import Encoded, Modality
 from mmkeras.modalities.missing import SplitMissing, TokenMask
 
@@ -42,6 +43,9 @@ class ImageInput(Modality):
             image keeps its label, `"randaugment"` for flips plus
             RandAugment (it changes colours, so opt in only where colour
             does not carry the label), `False` for none.
+        max_pixels: the most pixels an image's header may declare; the
+            serving graph and the data pipeline refuse a larger image
+            before decoding it (a decompression bomb is a few bytes).
 
     The encoding's `pooled` is the average of a CNN's feature map or a
     transformer's own summary (class token, SigLIP's attention pooling);
@@ -58,9 +62,10 @@ class ImageInput(Modality):
     kind = "image"
 
     def __init__(self, name, size=(224, 224), backbone="small_cnn", weights=None,
-                 trainable=True, augment=False):
+                 trainable=True, augment=False, max_pixels=DEFAULT_MAX_PIXELS):
         super().__init__(name)
         self.size = tuple(int(s) for s in size)
+        self.max_pixels = int(max_pixels)
         self.backbone = backbone
         self.weights = weights
         self.trainable = bool(trainable)
@@ -104,7 +109,8 @@ class ImageInput(Modality):
 
     def get_config(self):
         return {"name": self.name, "size": list(self.size), "backbone": self.backbone,
-                "weights": self.weights, "trainable": self.trainable, "augment": self.augment}
+                "weights": self.weights, "trainable": self.trainable, "augment": self.augment,
+                "max_pixels": self.max_pixels}
 
 
 def _normalization(mode, name):
