@@ -413,11 +413,7 @@ def test_negative_content_length_chunked_bodies_other_methods_and_huge_versions(
 def test_grpc_tensor_declaring_more_elements_than_it_carries_is_invalid(server, grpc_stubs):
     """A few bytes declaring 10^12 strings: INVALID_ARGUMENT, nothing allocated."""
     prediction, _ = grpc_stubs
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "tiny"
-    request.inputs["image"].CopyFrom(tf.make_tensor_proto([png_bytes(9)]))
-    request.inputs["review"].CopyFrom(tf.make_tensor_proto(["ok"]))
-    request.inputs["readings"].CopyFrom(tf.make_tensor_proto([[1.0, 2.0, 3.0]]))
+    request = _grpc_request(readings=[[1.0, 2.0, 3.0]])
     huge = request.inputs["review"]
     huge.ClearField("string_val")
     huge.tensor_shape.dim[0].size = 10**12
@@ -430,13 +426,19 @@ def test_grpc_tensor_declaring_more_elements_than_it_carries_is_invalid(server, 
     assert prediction.Predict(request, timeout=30).outputs["classes"].string_val[0].decode() in LABELS
 
 
-def test_grpc_errors_carry_codes_and_messages(server, grpc_stubs):
-    prediction, _ = grpc_stubs
+def _grpc_request(readings):
+    """A PredictRequest for the tiny model, with the given readings."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "tiny"
     request.inputs["image"].CopyFrom(tf.make_tensor_proto([png_bytes(9)]))
     request.inputs["review"].CopyFrom(tf.make_tensor_proto(["ok"]))
-    request.inputs["readings"].CopyFrom(tf.make_tensor_proto(["a"]))
+    request.inputs["readings"].CopyFrom(tf.make_tensor_proto(readings))
+    return request
+
+
+def test_grpc_errors_carry_codes_and_messages(server, grpc_stubs):
+    prediction, _ = grpc_stubs
+    request = _grpc_request(readings=["a"])
     with pytest.raises(grpc.RpcError) as error:
         prediction.Predict(request, timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
