@@ -134,6 +134,13 @@ def test_missing_inputs_are_served_and_serve_decoded_agrees(exported):
     np.testing.assert_allclose(served["scores"], served["probabilities"].numpy().max(axis=1), atol=1e-6)
 
 
+def test_an_empty_batch_is_refused_with_a_plain_message(exported):
+    model, specs, path = exported
+    raw = {s.name: tf.zeros([0, *s.shape]) if s.kind == "sensor" else tf.constant([], tf.string) for s in specs}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one example"):
+        tf.saved_model.load(path).signatures["serving_default"](**raw)
+
+
 @pytest.mark.parametrize("counts", [(1, 3, 4, 4), (4, 4, 3, 1)])
 def test_inputs_of_different_batch_sizes_are_refused_in_the_graph(exported, counts):
     """Not answered for the first input's count only: INVALID_ARGUMENT naming every input,

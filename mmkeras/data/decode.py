@@ -57,12 +57,15 @@ def _checked(raw, specs):
 
     The checks run in the graph, so TF Serving answers INVALID_ARGUMENT with
     the same message:
-    - every input holds the same number of examples (else the request would
-      be answered for the first input's count only, or fail inside `map_fn`);
+    - at least one example, and as many for every input (else the request
+      would be answered for the first input's count only, or fail deep in
+      the model with a message about its layers);
     - a sensor input holds its features per example, and no infinity (NaN
       is a missing value; infinity would make every probability NaN).
     """
-    checks = [_same_batch_size(raw)] if len(raw) > 1 else []
+    first = tf.shape(next(iter(raw.values())))[0]
+    checks = [tf.debugging.Assert(first > 0, ["A request must hold at least one example"])]
+    checks += [_same_batch_size(raw)] if len(raw) > 1 else []
     for spec in specs:
         if spec.kind == "sensor":
             checks += _sensor_checks(spec, tf.convert_to_tensor(raw[spec.name]))
