@@ -113,7 +113,7 @@ def load_app(path):
     for i, spec in enumerate(config["inputs"]):
         if "kind" not in spec or "name" not in spec:
             raise ValueError(f"{file}: inputs[{i}] needs `kind` and `name`. Received: {spec}")
-    for section, keys in SECTION_KEYS.items():
+    for section in SECTION_KEYS:
         _check_keys(file, section, config.get(section) or {})
     return App(
         name=config.get("name") or os.path.basename(os.path.dirname(os.path.abspath(file))),

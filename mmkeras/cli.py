@@ -130,8 +130,11 @@ def _configured_app(args):
     """The app with the command line's settings applied (checked like the file)."""
     from mmkeras.app import load_app, with_overrides
 
-    settings = [f"{key}={getattr(args, flag[2:].replace('-', '_'))}" for flag, key, _ in _SHORTHANDS
-                if getattr(args, flag[2:].replace("-", "_")) is not None]
+    settings = []
+    for flag, key, _ in _SHORTHANDS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            settings.append(f"{key}={value}")
     return with_overrides(load_app(args.app), settings + args.set)
 
 
