@@ -76,4 +76,5 @@ def predict_decoded(model, examples, specs):
     batch = {s.name: tf.constant([e[s.name] for e in examples], tf.float32 if s.kind == "sensor" else tf.string)
              for s in specs}
     decoded = decode_batch(batch, specs)
-    return model.predict(tf.data.Dataset.from_tensor_slices(decoded).batch(len(examples)), verbose=0)
+    outputs = model.predict(tf.data.Dataset.from_tensor_slices(decoded).batch(len(examples)), verbose=0)
+    return outputs["label"] if isinstance(outputs, dict) else outputs  # auxiliary heads aside
