@@ -13,7 +13,7 @@ call stays in the graph, which keeps them in inference mode either way.
 Example:
 >>> import keras
 >>> import mmkeras as mmk
->>> model = mmk.build_unimodal(mmk.ImageInput("photo", size=(32, 32), trainable=False),
+>>> model = mmk.build_unimodal(mmk.ImageInput("photo", size=(32, 32), backbone="tiny_cnn", trainable=False),
 ...                            mmk.Classification(labels=["ok", "defect"]))
 >>> model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
 >>> # model.fit(train_ds, epochs=5)                      # stage one: the head
@@ -60,7 +60,7 @@ def unfreeze(model, input_name, *, top_fraction=None, num_layers=None):
 
     Example:
     >>> import mmkeras as mmk
-    >>> model = mmk.build_unimodal(mmk.ImageInput("photo", size=(32, 32), trainable=False),
+    >>> model = mmk.build_unimodal(mmk.ImageInput("photo", size=(32, 32), backbone="tiny_cnn", trainable=False),
     ...                            mmk.Classification(labels=["ok", "defect"]))
     >>> unfreeze(model, "photo", top_fraction=0.5)
     ['conv1', 'conv2']

@@ -264,7 +264,8 @@ def _fit(model, learning_rate):
 @pytest.mark.parametrize("trainable", [False, True])
 def test_two_stage_fine_tuning_trains_only_the_top_layers(trainable):
     keras.utils.set_random_seed(0)
-    model = mmk.build_unimodal(mmk.ImageInput("photo", size=(8, 8), trainable=trainable, augment=False), TASK)
+    spec = mmk.ImageInput("photo", size=(8, 8), backbone="tiny_cnn", trainable=trainable, augment=False)
+    model = mmk.build_unimodal(spec, TASK)
     if not trainable:
         # Stage one: only the new layers learn.
         head = np.array(model.get_layer("label").weights[0])
@@ -297,7 +298,7 @@ def test_unfreeze_counts_transformer_layers_from_the_top(presets):
 
 
 def test_unfreeze_explains_bad_arguments():
-    model = mmk.build_unimodal(mmk.ImageInput("photo", size=(8, 8), trainable=False), TASK)
+    model = mmk.build_unimodal(mmk.ImageInput("photo", size=(8, 8), backbone="tiny_cnn", trainable=False), TASK)
     with pytest.raises(ValueError, match=r"no image input named 'picture'.*\['photo'\]"):
         unfreeze(model, "picture", num_layers=1)
     with pytest.raises(ValueError, match="exactly one"):
