@@ -23,5 +23,8 @@ from mmkeras.export import export  # noqa: E402
 from mmkeras.finetune import unfreeze  # noqa: E402
 from mmkeras.modalities import AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
 from mmkeras.tasks import Classification  # noqa: E402
+# Registers the losses and metrics `training.compile_model` uses, so a compiled
+# `.keras` file loads after `import mmkeras` alone.
+from mmkeras import training  # noqa: E402, F401
 
 __version__ = "0.2.0"
