@@ -1,0 +1,78 @@
+"""The demo applications' manifests: columns and their kinds, labels, hidden-cue sources.
+
+Example:
+>>> DEMO_APPS["medical"].labels
+('effusion', 'nodule', 'cardiomegaly', 'pneumonia')
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoApp:
+    """Describes one demo application's manifest.
+
+    Args:
+        name: application name.
+        columns: dict of manifest column -> kind, one of "text", "image",
+            "audio", "sensor" or "label", in manifest order.
+        label_column: the column that holds the label.
+        labels: class names, in the order a model's head should use.
+        multi_label: whether the label column is a "|"-separated subset of
+            `labels` (possibly empty) instead of one class.
+        cue_sources: each source of a hidden cue -> the manifest columns that
+            show it (the three sensor readings show one signature).
+
+    Example:
+    >>> DEMO_APPS["inspection"].columns_of_kind("sensor")
+    ['temperature', 'vibration_rms', 'current']
+    """
+
+    name: str
+    columns: dict
+    label_column: str
+    labels: tuple
+    cue_sources: dict
+    multi_label: bool = False
+
+    def columns_of_kind(self, kind):
+        """Returns the column names whose kind is `kind`, in manifest order."""
+        return [column for column, k in self.columns.items() if k == kind]
+
+
+DEMO_APPS = {
+    "sentiment": DemoApp(
+        name="sentiment",
+        columns={"review": "text", "photo": "image", "voice": "audio", "label": "label"},
+        label_column="label",
+        labels=("negative", "neutral", "positive"),
+        cue_sources={"review": ("review",), "photo": ("photo",), "voice": ("voice",)},
+    ),
+    "medical": DemoApp(
+        name="medical",
+        columns={"radiograph": "image", "note": "text", "findings": "label"},
+        label_column="findings",
+        labels=("effusion", "nodule", "cardiomegaly", "pneumonia"),
+        cue_sources={"radiograph": ("radiograph",), "note": ("note",)},
+        multi_label=True,
+    ),
+    "inspection": DemoApp(
+        name="inspection",
+        columns={
+            "part_image": "image",
+            "temperature": "sensor",
+            "vibration_rms": "sensor",
+            "current": "sensor",
+            "machine_sound": "audio",
+            "label": "label",
+        },
+        label_column="label",
+        labels=("ok", "scratch", "dent", "contamination"),
+        cue_sources={"part_image": ("part_image",),
+                     "readings": ("temperature", "vibration_rms", "current"),
+                     "machine_sound": ("machine_sound",)},
+    ),
+}
+
+# Column name -> kind, per app (the same information as `DEMO_APPS`).
+APP_COLUMNS = {name: dict(app.columns) for name, app in DEMO_APPS.items()}
