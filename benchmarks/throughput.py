@@ -58,7 +58,7 @@ def main():
         model.predict(batch, verbose=0)
     predict_rate = 5 * args.batch_size / (time.perf_counter() - start)
 
-    path = export(model, os.path.join(tmp, "savedmodels", args.app), specs=specs, warmup=False)
+    path = export(model, os.path.join(tmp, "savedmodels", args.app), warmup=False)
     signature = tf.saved_model.load(path).signatures["serving_default"]
     latency = {}
     for size in (1, 32):

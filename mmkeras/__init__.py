@@ -22,6 +22,7 @@ from mmkeras.builder import build_model, build_unimodal  # noqa: E402
 from mmkeras.export import export  # noqa: E402
 from mmkeras.finetune import unfreeze  # noqa: E402
 from mmkeras.modalities import AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
+from mmkeras.multimodal_classifier import MultimodalClassifier  # noqa: E402
 from mmkeras.tasks import Classification  # noqa: E402
 # Registers the losses and metrics `training.compile_model` uses, so a compiled
 # `.keras` file loads after `import mmkeras` alone.

@@ -378,7 +378,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
         from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
 
         base_dir = export_dir or app.export.get("base_dir") or os.path.join("savedmodels", app.name)
-        export_path = export_model(model, base_dir, specs=specs, sample_inputs=raw_examples(test, specs),
+        export_path = export_model(model, base_dir, sample_inputs=raw_examples(test, specs),
                                    metrics=report.get("headline"),
                                    serving_version=app.export.get("serving_version", DEFAULT_SERVING_VERSION))
     print(table)

@@ -6,6 +6,7 @@ import numpy as np
 from mmkeras import fusion as fusion_lib
 from mmkeras.fusion import ModalityDropout
 from mmkeras.modalities import Modality
+from mmkeras.multimodal_classifier import MultimodalClassifier
 
 # Layer names of the model itself; an input with one of them would clash.
 RESERVED_NAMES = ("label", "fusion", "presence", "modality_embeddings", "modality_dropout",
@@ -14,13 +15,15 @@ RESERVED_NAMES = ("label", "fusion", "presence", "modality_embeddings", "modalit
 
 def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modality_dropout=0.1,
                 fusion_options=None, adapt_data=None, name="multimodal_classifier"):
-    """Builds a multimodal classifier as a plain functional `keras.Model`.
+    """Builds a multimodal classifier: a functional `MultimodalClassifier`.
 
     The model takes a dict keyed by modality name (decoded raw inputs: pixels,
     strings, waveforms, floats) and returns class probabilities from a layer
     named `"label"` (a dict with `"<name>_aux"` outputs too when the task asks
     for auxiliary heads). A missing modality is NaN (or `""` for text) and
-    gets a learned missing embedding.
+    gets a learned missing embedding. The model keeps `inputs` and `task` as
+    `model.specs` and `model.task`, in its config too, so a reloaded `.keras`
+    file exports and evaluates with nothing passed beside it.
 
     Args:
         inputs: list of modality specs (`ImageInput`, `TextInput`, ...).
@@ -92,7 +95,7 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
         outputs = {"label": outputs}
         for spec, x in zip(specs, embeddings):
             outputs[f"{spec.name}_aux"] = task.head(f"{spec.name}_aux")(x)
-    return keras.Model(model_inputs, outputs, name=name)
+    return MultimodalClassifier(model_inputs, outputs, specs=specs, task=task, name=name)
 
 
 def build_unimodal(input, task, *, projection_dim=128, adapt_data=None, name=None):
@@ -111,7 +114,8 @@ def build_unimodal(input, task, *, projection_dim=128, adapt_data=None, name=Non
     encoded = spec.encode(model_input)
     x = keras.layers.Dense(projection_dim, name=f"{spec.name}_projection")(encoded.pooled)
     outputs = _head(x, task, projection_dim)
-    return keras.Model({spec.name: model_input}, outputs, name=name or f"{spec.name}_only")
+    return MultimodalClassifier({spec.name: model_input}, outputs, specs=[spec], task=task,
+                                name=name or f"{spec.name}_only")
 
 
 def _head(x, task, width):

@@ -87,7 +87,6 @@ def _parser():
     export.add_argument("base_dir", help="the model's folder, e.g. savedmodels/sentiment")
     export.add_argument("--version", type=int)
     export.add_argument("--overwrite", action="store_true")
-    export.add_argument("--app", help="the app the model was built from (exact input specs in the metadata)")
     export.add_argument("--serving-version", default=DEFAULT_SERVING_VERSION,
                         help="the TF Serving release to check the ops for: 2.20 (default) or 2.17-2.19")
     export.set_defaults(handler=_export)
@@ -192,13 +191,9 @@ def _export(args):
     import mmkeras  # noqa: F401  (registers the layers)
     from mmkeras.export import export
 
+    # The model's config carries its input specs and labels: nothing else is needed.
     model = keras.saving.load_model(args.model, safe_mode=True)
-    specs = None
-    if args.app:
-        from mmkeras.app import load_app
-
-        specs = load_app(args.app).specs()
-    print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite, specs=specs,
+    print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite,
                  serving_version=args.serving_version))
 
 

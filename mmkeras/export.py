@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from mmkeras import modalities
 from mmkeras.data.decode import decode_batch
+from mmkeras.multimodal_classifier import MultimodalClassifier
+from mmkeras.tasks import label_output
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION, check_serving_ops, serving_minor
 
 PARITY_TOLERANCE = 1e-4
@@ -30,16 +32,17 @@ class ExportError(RuntimeError):
     """An export failed a check; nothing was left in the export folder."""
 
 
-def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample_inputs=None,
+def export(model, base_dir, version=None, *, overwrite=False, sample_inputs=None,
            metrics=None, warmup=True, serving_version=DEFAULT_SERVING_VERSION):
     """Writes `model` to `base_dir/<version>/` as a servable SavedModel.
 
     Args:
-        model: a model built by `mmk.build_model` / `build_unimodal` (or one
-            reloaded from `.keras`).
+        model: a `MultimodalClassifier` (what `mmk.build_model` /
+            `build_unimodal` return, or one reloaded from `.keras`): its
+            specs say how the signature decodes each input, its task gives
+            the labels and threshold.
         base_dir: the model's folder in a TF Serving model base path.
         version: integer version; default: highest existing + 1.
-        specs: the modality specs; inferred from the model when None.
         overwrite: replace an existing version.
         sample_inputs: raw examples for the parity check and warmup (a
             list of dicts of bytes/str/float lists); synthesised if None.
@@ -57,8 +60,11 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
     >>> mmk.export(model, "savedmodels/sentiment")  # doctest: +SKIP
     'savedmodels/sentiment/1'
     """
-    inferred = specs is None
-    specs = specs or infer_specs(model)
+    if not isinstance(model, MultimodalClassifier):
+        raise TypeError(f"export needs a MultimodalClassifier (what mmk.build_model and "
+                        f"build_unimodal return): its specs say how to decode each input. "
+                        f"Received: {type(model).__name__}")
+    specs = model.specs
     serving_version = serving_minor(serving_version)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
@@ -70,14 +76,14 @@ def export(model, base_dir, version=None, *, specs=None, overwrite=False, sample
     # TF Serving only loads integer-named folders, so a dot-name stays invisible.
     tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        _write_saved_model(model, specs, tmp_dir)
+        _write_saved_model(model, tmp_dir)
         problems = check_serving_ops(tmp_dir, serving_version)
         if problems:
             raise ExportError(f"The SavedModel would not run on stock TF Serving {serving_version}:\n  "
                               + "\n  ".join(problems))
         samples = sample_inputs or synthetic_inputs(specs)
         check_parity(model, specs, tmp_dir, samples)
-        _write_metadata(tmp_dir, model, specs, version, metrics, inferred, serving_version)
+        _write_metadata(tmp_dir, model, version, metrics, serving_version)
         if warmup:
             from mmkeras.serving.warmup import write_warmup_requests
 
@@ -134,35 +140,6 @@ def next_version(base_dir):
     return max(versions, default=0) + 1
 
 
-def infer_specs(model):
-    """Modality specs (decode parameters only) read off a built model's layers."""
-    specs = []
-    for name, tensor in model.input.items():
-        layer_names = {layer.name for layer in model.layers}
-        if tensor.dtype == "string":
-            specs.append(modalities.TextInput(name, vocabulary=["[PAD]"]))
-        elif len(tensor.shape) == 4:
-            resize = model.get_layer(f"{name}_resize")
-            specs.append(modalities.ImageInput(name, size=(resize.height, resize.width)))
-        elif f"{name}_log_mel" in layer_names or f"{name}_waveform" in layer_names:
-            rate = _audio_sample_rate(model, name, layer_names)
-            specs.append(modalities.AudioInput(name, sample_rate=rate, seconds=tensor.shape[1] / rate))
-        else:
-            features = [f"{name}_{i}" for i in range(tensor.shape[-1])]
-            window = tensor.shape[1] if len(tensor.shape) == 3 else None
-            specs.append(modalities.SensorInput(name, features, window=window, mean=[0.0], variance=[1.0]))
-    return specs
-
-
-def _audio_sample_rate(model, name, layer_names):
-    """Our log-mel layer's `sample_rate`, Whisper's converter's `sampling_rate`;
-    Moonshine's waveform front end takes 16 kHz only."""
-    if f"{name}_log_mel" not in layer_names:
-        return 16000
-    front_end = model.get_layer(f"{name}_log_mel")
-    return front_end.sample_rate if hasattr(front_end, "sample_rate") else front_end.sampling_rate
-
-
 def raw_signature(specs):
     """TensorSpecs of `serving_default`: what a client sends."""
     signature = {}
@@ -174,19 +151,18 @@ def raw_signature(specs):
     return signature
 
 
-def _write_saved_model(model, specs, export_dir):
-    head = model.get_layer("label")
-    labels = tf.constant(head.labels)
+def _write_saved_model(model, export_dir):
+    task = model.task
+    labels = tf.constant(task.labels)
 
     def predict(decoded):
-        outputs = model(decoded, training=False)
-        probabilities = outputs["label"] if isinstance(outputs, dict) else outputs
-        return _postprocess(tf.cast(probabilities, tf.float32), labels, head.multi_label, head.threshold)
+        probabilities = label_output(model(decoded, training=False))
+        return _postprocess(tf.cast(probabilities, tf.float32), labels, task.multi_label, task.threshold)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    raw = raw_signature(specs)
-    archive.add_endpoint("serving_default", lambda inputs: predict(decode_batch(inputs, specs)),
+    raw = raw_signature(model.specs)
+    archive.add_endpoint("serving_default", lambda inputs: predict(decode_batch(inputs, model.specs)),
                          input_signature=[raw])
     decoded_signature = {name: tf.TensorSpec(model.input[name].shape, model.input[name].dtype, name=name)
                          for name in raw}
@@ -254,8 +230,7 @@ def check_parity(model, specs, export_dir, examples):
         **{name: tf.constant(value) for name, value in raw.items()})["probabilities"].numpy()
     decoded = {name: value.numpy() for name, value in decode_batch(
         {name: tf.constant(value) for name, value in raw.items()}, specs).items()}
-    outputs = model.predict(_as_dataset(decoded), verbose=0)
-    expected = outputs["label"] if isinstance(outputs, dict) else outputs
+    expected = label_output(model.predict(_as_dataset(decoded), verbose=0))
     difference = float(np.max(np.abs(served - expected)))
     if not difference <= PARITY_TOLERANCE:
         raise ExportError(f"Parity check failed: the SavedModel and model.predict differ by "
@@ -268,18 +243,14 @@ def _as_dataset(decoded):
     return tf.data.Dataset.from_tensor_slices(decoded).batch(len(next(iter(decoded.values()))))
 
 
-def _write_metadata(export_dir, model, specs, version, metrics, inferred, serving_version):
-    head = model.get_layer("label")
+def _write_metadata(export_dir, model, version, metrics, serving_version):
     metadata = {
-        "labels": head.labels,
-        "multi_label": head.multi_label,
-        "threshold": head.threshold,
+        "labels": model.task.labels,
+        "multi_label": model.task.multi_label,
+        "threshold": model.task.threshold,
         "version": version,
-        "inputs": [{"kind": s.kind, **{k: v for k, v in s.get_config().items() if k != "vocabulary"}}
-                   for s in specs],
-        # Read off the model's layers when no specs were given: decode parameters
-        # are exact, sensor feature names are placeholders.
-        "inputs_inferred": inferred,
+        "inputs": [{k: v for k, v in modalities.to_config(spec).items() if k != "vocabulary"}
+                   for spec in model.specs],
         "signatures": {"serving_default": "raw client inputs", "serve_decoded": "decoded tensors"},
         # The TF Serving release whose ops the export was checked against.
         "serving_version": serving_version,

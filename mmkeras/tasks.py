@@ -2,6 +2,10 @@
 
 import keras
 
+# The name of the classifier's output (its key when the model also has
+# auxiliary `<modality>_aux` outputs).
+LABEL_OUTPUT = "label"
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class ClassifierHead(keras.layers.Layer):
@@ -75,9 +79,41 @@ class Classification:
     def num_classes(self):
         return len(self.labels)
 
-    def head(self, name="label"):
+    def head(self, name=LABEL_OUTPUT):
         return ClassifierHead(self.labels, self.multi_label, self.threshold, name=name)
 
     def get_config(self):
         return {"labels": self.labels, "multi_label": self.multi_label,
                 "auxiliary_heads": self.auxiliary_heads, "threshold": self.threshold}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def label_output(outputs):
+    """The label probabilities among a model's outputs (arrays or symbolic).
+
+    A model with auxiliary heads outputs a dict; its `"label"` entry is the
+    classifier's.
+
+    Example:
+    >>> label_output({"label": [0.2, 0.8], "photo_aux": [0.5, 0.5]})
+    [0.2, 0.8]
+    """
+    if isinstance(outputs, dict):
+        if LABEL_OUTPUT not in outputs:
+            raise ValueError(f"Expected a dict of model outputs to have a {LABEL_OUTPUT!r} key; "
+                             f"received keys {sorted(outputs)}.")
+        return outputs[LABEL_OUTPUT]
+    if isinstance(outputs, (list, tuple)):
+        raise ValueError(f"Expected the model output to be the label probabilities or a dict with "
+                         f"a {LABEL_OUTPUT!r} key; received {len(outputs)} outputs.")
+    return outputs
+
+
+def is_multi_label(model):
+    """What the model's task says; a model built elsewhere (no `task`) is
+    single-label unless the caller says otherwise."""
+    task = getattr(model, "task", None)
+    return bool(task is not None and task.multi_label)

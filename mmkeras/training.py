@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.metrics import SparseMacroF1
+from mmkeras.tasks import LABEL_OUTPUT, is_multi_label, label_output
 
-LABEL_OUTPUT = "label"
 AUX_SUFFIX = "_aux"
 
 # === Compile defaults ===
@@ -123,8 +123,8 @@ def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="ada
     Args:
         model: a `keras.Model` whose outputs are probabilities.
         multi_label: `True` for sigmoid heads with multi-hot targets. `None`
-            reads the `multi_label` attribute of the layer named `"label"`,
-            and falls back to `False`.
+            reads the model's `task` (a `MultimodalClassifier`'s), and falls
+            back to `False` for a model built elsewhere.
         learning_rate: float or a `keras.optimizers.schedules` schedule.
         optimizer: `"adamw"`, `"adam"`, `"sgd"` (momentum 0.9) or a
             `keras.optimizers.Optimizer` instance (used as is: no clipping is
@@ -149,10 +149,10 @@ def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="ada
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"Expected label_smoothing in [0, 1]; received {label_smoothing}.")
     if multi_label is None:
-        multi_label = bool(getattr(_label_layer(model), "multi_label", False))
+        multi_label = is_multi_label(model)
     output_names = list(model.output_names)
     aux_names = _aux_output_names(model)
-    num_classes = _label_output(model).shape[-1]
+    num_classes = label_output(model.output).shape[-1]
     with model.distribute_strategy.scope():
         loss, metrics = _head_loss_and_metrics(multi_label, label_smoothing, num_classes)
         if aux_names:
@@ -203,31 +203,12 @@ def _make_optimizer(optimizer, learning_rate, clipnorm):
     return _OPTIMIZERS[optimizer](learning_rate, clipnorm)
 
 
-def _label_layer(model):
-    try:
-        return model.get_layer(LABEL_OUTPUT)
-    except ValueError:
-        return None
-
-
 def _aux_output_names(model):
     """Names of the `*_aux` outputs of a dict-output model, else []."""
     if not isinstance(model.output, dict):
         return []
-    if LABEL_OUTPUT not in model.output:
-        raise ValueError(f"Expected a dict model output to have a {LABEL_OUTPUT!r} key; "
-                         f"received keys {sorted(model.output)}.")
+    label_output(model.output)  # checks the dict has the label
     return [name for name in model.output if name.endswith(AUX_SUFFIX)]
-
-
-def _label_output(model):
-    output = model.output
-    if isinstance(output, dict):
-        return output[LABEL_OUTPUT] if LABEL_OUTPUT in output else None
-    if isinstance(output, (list, tuple)):
-        raise ValueError("Expected the model output to be the label probabilities or a "
-                         f"dict with a {LABEL_OUTPUT!r} key; received {len(output)} outputs.")
-    return output
 
 
 # === Callbacks ===
@@ -379,7 +360,7 @@ def validation_monitor(model, metric=None):
     >>> validation_monitor(keras.Model(x, keras.layers.Dense(2, activation="softmax", name="label")(x)))
     'val_accuracy'
     """
-    multi_label = getattr(_label_layer(model), "multi_label", False)
+    multi_label = is_multi_label(model)
     known = ("auc",) if multi_label else ("accuracy", "macro_f1")
     metric = metric or known[0]
     if metric not in known:
@@ -704,7 +685,7 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
     elif callback_options:
         raise ValueError("Expected either callbacks=[...] or callback options, not both; "
                          f"received options {sorted(callback_options)}.")
-    if class_weight is not None and getattr(_label_layer(model), "multi_label", False):
+    if class_weight is not None and is_multi_label(model):
         # Keras would weight each example by its first positive label only
         # (the arg-max of a multi-hot target).
         raise ValueError("class_weight weights single-label targets; a multi-label head's "

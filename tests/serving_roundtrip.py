@@ -38,7 +38,7 @@ def assert_serves_like_predict(model, specs, tmp_path, name="model", examples=No
     Returns the export path.
     """
     examples = examples or synthetic_inputs(specs)
-    export_path = mmk.export(model, tmp_path / "models" / name, specs=specs, sample_inputs=examples)
+    export_path = mmk.export(model, tmp_path / "models" / name, sample_inputs=examples)
     expected = predict_decoded(model, examples, specs)
     served = fresh_process_probabilities(export_path, examples, specs, tmp_path)
     np.testing.assert_allclose(served, expected, atol=1e-4)

@@ -44,7 +44,7 @@ def exported(tmp_path_factory):
                             adapt_data={TEXT: ["great phone", "bad battery"] * 5,
                                         SENSOR: np.random.default_rng(0).normal(size=(10, 2))})
     base = tmp_path_factory.mktemp("models")
-    path = mmk.export(model, base / "m", specs=specs())
+    path = mmk.export(model, base / "m")
     with DevServer(str(base), rest_port=0, grpc_port=0, poll_seconds=0) as server:
         yield path, server
 

@@ -41,7 +41,7 @@ def all_modalities(multi_label=False, fusion="concat"):
 def exported(tmp_path_factory):
     model, specs = all_modalities()
     base = tmp_path_factory.mktemp("savedmodels") / "sentiment"
-    return model, specs, export(model, base, specs=specs)
+    return model, specs, export(model, base)
 
 
 def test_export_writes_version_one_with_metadata_and_warmup(exported):
@@ -61,9 +61,9 @@ def test_next_version_and_no_silent_overwrite(exported, tmp_path):
     model, specs, path = exported
     base = os.path.dirname(path)
     with pytest.raises(FileExistsError, match="already exists"):
-        export(model, base, version=1, specs=specs, warmup=False)
-    assert export(model, base, specs=specs, warmup=False).endswith("2")
-    assert export(model, base, version=2, specs=specs, warmup=False, overwrite=True).endswith("2")
+        export(model, base, version=1, warmup=False)
+    assert export(model, base, warmup=False).endswith("2")
+    assert export(model, base, version=2, warmup=False, overwrite=True).endswith("2")
     assert sorted(os.listdir(base)) == ["1", "2"]  # replaced in place, no temp or old folders left
 
 
@@ -72,7 +72,7 @@ def test_overwrite_swaps_versions_without_a_moment_without_one(exported, tmp_pat
     """Never renamed aside: a polling server finds version 1 (old or new) at every moment."""
     model, specs, path = exported
     base = tmp_path / "sentiment"
-    first = export(model, base, specs=specs, warmup=False)
+    first = export(model, base, warmup=False)
     stamp = os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns
 
     def rename(source, target):
@@ -81,7 +81,7 @@ def test_overwrite_swaps_versions_without_a_moment_without_one(exported, tmp_pat
 
     real_rename = os.rename
     monkeypatch.setattr(os, "rename", rename)
-    assert export(model, base, version=1, specs=specs, warmup=False, overwrite=True) == first
+    assert export(model, base, version=1, warmup=False, overwrite=True) == first
     assert os.stat(os.path.join(first, "saved_model.pb")).st_mtime_ns != stamp
     assert sorted(os.listdir(base)) == ["1"]
 
@@ -171,7 +171,7 @@ def test_inputs_of_different_batch_sizes_are_refused_in_the_graph(exported, coun
 
 def test_multi_label_classes_join_labels_over_threshold(tmp_path):
     model, specs = all_modalities(multi_label=True, fusion="attention")
-    path = export(model, tmp_path / "medical", specs=specs, warmup=False)
+    path = export(model, tmp_path / "medical", warmup=False)
     loaded = tf.saved_model.load(path)
     raw = synthetic_inputs(specs, count=2)
     batch = {s.name: tf.constant([e[s.name] for e in raw], tf.float32 if s.kind == "sensor" else tf.string)
@@ -196,10 +196,11 @@ class NoisyAtInference(keras.layers.Layer):
 def test_export_refuses_random_ops_and_leaves_nothing(tmp_path):
     spec = mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])
     x = spec.keras_input()
-    head = mmk.Classification(["a", "b"]).head("label")
-    model = keras.Model({"readings": x}, head(NoisyAtInference(name="noisy")(x)))
+    task = mmk.Classification(["a", "b"])
+    model = mmk.MultimodalClassifier({"readings": x}, task.head()(NoisyAtInference(name="noisy")(x)),
+                                     specs=[spec], task=task)
     with pytest.raises(ExportError) as info:
-        export(model, tmp_path / "bad", specs=[spec], warmup=False)
+        export(model, tmp_path / "bad", warmup=False)
     assert "random op 'RandomUniform'" in str(info.value) and "noisy" in str(info.value)
     assert os.listdir(tmp_path / "bad") == []
 
@@ -269,10 +270,10 @@ def test_op_check_for_older_servers_uses_their_tensorflow_core_ops(tmp_path):
 
 def test_export_records_its_target_and_refuses_ops_the_target_lacks(exported, tmp_path):
     model, specs, _ = exported
-    path = export(model, tmp_path / "older", specs=specs, warmup=False, serving_version="2.17.0")
+    path = export(model, tmp_path / "older", warmup=False, serving_version="2.17.0")
     assert json.load(open(os.path.join(path, "assets.extra", "mmkeras.json")))["serving_version"] == "2.17"
     with pytest.raises(ValueError, match="Unknown TF Serving version"):
-        export(model, tmp_path / "bad", specs=specs, warmup=False, serving_version="3.0")
+        export(model, tmp_path / "bad", warmup=False, serving_version="3.0")
     assert not os.path.exists(tmp_path / "bad" / "1")
 
 
@@ -285,7 +286,7 @@ INTERRUPTED = textwrap.dedent("""
     def crash(*args, **kwargs):
         os._exit(3)  # the process dies after the SavedModel is written, before the rename
     export_module._write_metadata = crash
-    export_module.export(model, sys.argv[1], specs=[spec], warmup=False)
+    export_module.export(model, sys.argv[1], warmup=False)
 """)
 
 
@@ -300,3 +301,25 @@ def test_interrupted_export_leaves_no_loadable_version(tmp_path):
     from mmkeras.serving.dev_server import _version_dirs
 
     assert list(_version_dirs(str(base))) == []
+
+
+def test_a_keras_file_from_one_process_exports_in_another_with_nothing_beside_it(exported, tmp_path):
+    """The model carries its specs and task: `mmkeras export model.keras DIR`
+    in a fresh process needs no app, no specs, no labels."""
+    model, specs, _ = exported
+    model.save(tmp_path / "model.keras")
+    result = subprocess.run([sys.executable, "-m", "mmkeras.cli", "export", str(tmp_path / "model.keras"),
+                             str(tmp_path / "served")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metadata = json.load(open(tmp_path / "served" / "1" / "assets.extra" / "mmkeras.json"))
+    expected = [{k: v for k, v in spec.get_config().items() if k != "vocabulary"} for spec in specs]
+    assert [{k: v for k, v in i.items() if k != "kind"} for i in metadata["inputs"]] == \
+        json.loads(json.dumps(expected))  # exact specs: feature names, sample rates, sizes
+    assert metadata["labels"] == LABELS
+
+
+def test_export_refuses_a_model_that_does_not_describe_its_inputs(tmp_path):
+    x = keras.Input((2,), name="readings")
+    model = keras.Model({"readings": x}, keras.layers.Dense(2, activation="softmax", name="label")(x))
+    with pytest.raises(TypeError, match="MultimodalClassifier"):
+        export(model, tmp_path / "plain", warmup=False)
