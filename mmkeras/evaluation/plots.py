@@ -1,0 +1,134 @@
+"""The report's figures: confusion matrix, reliability diagram, ROC curves, bars."""
+
+import io
+import os
+
+import numpy as np
+
+from mmkeras.evaluation.metrics import has_both_classes, roc_auc, roc_curve
+
+
+def _figure(width=6.0, height=4.5):
+    # A bare Figure (no pyplot): no global backend state, renders with Agg.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def png_bytes(figure):
+    """A figure rendered as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def confusion_matrix_figure(matrix, labels, title="Confusion matrix"):
+    """A matplotlib Figure of a confusion matrix, coloured by row-normalised recall.
+
+    Example:
+    >>> confusion_matrix_figure([[3, 1], [0, 4]], ["ok", "dent"]).axes[0].get_title()
+    'Confusion matrix'
+    """
+    matrix = np.asarray(matrix)
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    figure = _figure(size, size * 0.85)
+    axes = figure.add_subplot()
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="fraction of true class")
+    ticks = np.arange(len(labels))
+    axes.set_xticks(ticks, labels, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    if len(labels) <= 20:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                axes.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                          color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    return figure
+
+
+def _reliability_figure(calib):
+    figure = _figure(5, 5)
+    axes = figure.add_subplot()
+    bins = [b for b in calib["bins"] if b["count"]]
+    width = 1.0 / calib["num_bins"]
+    axes.bar([b["lower"] for b in calib["bins"]],
+             [b["accuracy"] or 0.0 for b in calib["bins"]],
+             width=width, align="edge", edgecolor="black", alpha=0.7, label="observed")
+    axes.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="C1",
+              label="bin mean confidence")
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel=calib["kind"],
+             ylabel="observed frequency", title=f"Reliability diagram (ECE {calib['ece']:.3f})")
+    axes.legend(loc="upper left")
+    return figure
+
+
+def _roc_figure(y_true, y_prob, labels, multi_label):
+    figure = _figure(6, 5)
+    axes = figure.add_subplot()
+    for k, label in enumerate(labels[:20]):
+        truth = y_true[:, k] if multi_label else (y_true == k).astype(np.int64)
+        if not has_both_classes(truth):
+            continue
+        fpr, tpr, _ = roc_curve(truth, y_prob[:, k])
+        axes.plot(fpr, tpr, label=f"{label} (AUC {roc_auc(truth, y_prob[:, k]):.3f})")
+    axes.plot([0, 1], [0, 1], "k:", linewidth=1)
+    axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
+             title="ROC curves" + ("" if multi_label else " (one-vs-rest)"))
+    axes.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+def _bar_figure(values, title, ylabel, highlight_first=False):
+    figure = _figure(max(5.0, 1.2 * len(values) + 2), 4)
+    axes = figure.add_subplot()
+    names = list(values)
+    heights = [values[n] if values[n] is not None else 0.0 for n in names]
+    colors = ["C1" if highlight_first and i == 0 else "C0" for i in range(len(names))]
+    bars = axes.bar(names, heights, color=colors)
+    axes.bar_label(bars, fmt="%.3f", fontsize=8)
+    axes.axhline(0, color="k", linewidth=0.5)
+    axes.set(title=title, ylabel=ylabel)
+    axes.tick_params(axis="x", labelrotation=20)
+    return figure
+
+
+def _robustness_figure(robustness):
+    figure = _figure(5, 4)
+    axes = figure.add_subplot()
+    points = [(r["p"], r["value"]) for r in robustness["results"] if r["value"] is not None]
+    axes.plot([p for p, _ in points], [v for _, v in points], "o-")
+    axes.set(xlabel="drop probability per modality", ylabel=robustness["metric"],
+             title="Missing-modality robustness")
+    return figure
+
+
+def write_plots(results, y_true, y_prob, out_dir):
+    """Writes the PNGs of `evaluate`'s results into `out_dir`; returns {plot name: file name}."""
+    labels, multi_label = results["labels"], results["multi_label"]
+    metrics, metric = results["metrics"], results["headline"]["metric"]
+    figures = {}
+    if not multi_label:
+        figures["confusion_matrix"] = confusion_matrix_figure(metrics["confusion_matrix"], labels)
+    figures["reliability_diagram"] = _reliability_figure(metrics["calibration"])
+    if any(has_both_classes(y_true[:, k] if multi_label else (y_true == k)) for k in range(len(labels))):
+        figures["roc_curves"] = _roc_figure(y_true, y_prob, labels, multi_label)
+    if results["ablation"]:
+        figures["modality_ablation"] = _bar_figure(
+            results["ablation"]["importance"], "Modality ablation", f"{metric} lost without modality"
+        )
+    if results["robustness"] and len(results["robustness"]["results"]) > 1:
+        figures["robustness"] = _robustness_figure(results["robustness"])
+    if results["baselines"]:
+        values = {"model": results["baselines"]["model"]}
+        values.update({n: b["value"] for n, b in results["baselines"]["baselines"].items()})
+        figures["baselines"] = _bar_figure(values, "Model vs unimodal baselines", metric, highlight_first=True)
+    files = {}
+    for name, figure in figures.items():
+        files[name] = f"{name}.png"
+        figure.savefig(os.path.join(out_dir, files[name]))
+    return files

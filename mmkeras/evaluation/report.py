@@ -1,0 +1,271 @@
+"""The written results of `evaluate`: report.md, report.html, metrics.json and a text table.
+
+The report is built once as data (sections of text, tables and images) and
+rendered twice, as Markdown and as a self-contained HTML page.
+"""
+
+import base64
+import html
+import json
+import math
+import os
+
+import numpy as np
+
+from mmkeras.evaluation.metrics import LOWER_IS_BETTER
+
+def _fmt(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.3f}" if math.isfinite(value) else "n/a"
+    return str(value)
+
+
+def _signed(value):
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+_SCALAR_METRICS = ["accuracy", "subset_accuracy", "macro_f1", "roc_auc_macro", "pr_auc_macro",
+                   "sensitivity_at_specificity_macro", "ece", "miss_rate", "false_alarm_rate"]
+
+
+def _baselines(results):
+    return (results.get("baselines") or {}).get("baselines") or {}
+
+
+def _per_class_table(metrics, multi_label):
+    """A `("table", header, rows)` block of one model's per-label / per-class metrics."""
+    if multi_label:
+        header = ["label", "ROC-AUC", "PR-AUC", f"sensitivity @ {metrics['specificity']:.0%} specificity",
+                  f"F1 @ {metrics['threshold']}", "support"]
+        rows = [[label, _fmt(m["roc_auc"]), _fmt(m["pr_auc"]), _fmt(m["sensitivity_at_specificity"]),
+                 _fmt(m["f1"]), _fmt(m["support"])] for label, m in metrics["per_label"].items()]
+    else:
+        header = ["class", "precision", "recall", "F1", "support", "ROC-AUC", "PR-AUC"]
+        rows = [[label, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), _fmt(m["support"]),
+                 _fmt(m["roc_auc"]), _fmt(m["pr_auc"])] for label, m in metrics["per_class"].items()]
+    return ("table", header, rows)
+
+
+def _report_sections(results):
+    """The report as data: [(title, [block])], block = ("text", str) | ("table", header, rows) | ("image", file)."""
+    metrics, headline = results["metrics"], results["headline"]
+    plots = results.get("files", {}).get("plots", {})
+    metric = headline["metric"]
+    sections = []
+    summary = [
+        ("text", f"{results['num_examples']} examples; task: "
+                 f"{'multi-label' if results['multi_label'] else 'single-label'}; "
+                 f"labels: {', '.join(results['labels'])}."),
+        ("text", f"Headline metric: {metric} = {_fmt(headline['value'])}"
+                 f"{' (lower is better)' if metric in LOWER_IS_BETTER else ''}."),
+    ]
+    # Every metric of the model and of each unimodal baseline, side by side.
+    every_model = {"model": metrics, **{name: b["metrics"] for name, b in _baselines(results).items()}}
+    rows = [[n] + [_fmt(m[n]) for m in every_model.values()] for n in _SCALAR_METRICS if n in metrics]
+    summary.append(("table", ["metric", *every_model], rows))
+    sections.append(("Summary", summary))
+
+    baselines = results["baselines"]
+    if baselines:
+        header, rows = comparison_rows(results)
+        blocks = [("table", header, rows)]
+        if "baselines" in plots:
+            blocks.append(("image", plots["baselines"]))
+        sections.append(("Model vs unimodal baselines", blocks))
+
+    for name, model_metrics in every_model.items():
+        title = "Per-label metrics" if results["multi_label"] else "Per-class metrics"
+        sections.append((title if name == "model" else f"{title}: {name}",
+                         [_per_class_table(model_metrics, results["multi_label"])]))
+    if not results["multi_label"]:
+        if "inspection" in metrics:
+            inspection = metrics["inspection"]
+            sections.append(("Inspection", [
+                ("text", f"Normal class: {inspection['normal_label']!r}. Miss rate (defects predicted "
+                         f"normal): {_fmt(metrics['miss_rate'])} of {inspection['num_defects']} defects. "
+                         f"False alarm rate: {_fmt(metrics['false_alarm_rate'])} of "
+                         f"{inspection['num_normal']} normal examples."),
+            ]))
+        matrix = metrics["confusion_matrix"]
+        rows = [[label] + [str(c) for c in row] for label, row in zip(results["labels"], matrix)]
+        blocks = [("text", "Rows: true class; columns: predicted class."),
+                  ("table", ["true \\ predicted"] + results["labels"], rows)]
+        if "confusion_matrix" in plots:
+            blocks.append(("image", plots["confusion_matrix"]))
+        sections.append(("Confusion matrix", blocks))
+
+    calib = metrics["calibration"]
+    blocks = [("text", f"Expected calibration error over {calib['num_bins']} bins "
+                       f"({calib['kind']}): {_fmt(calib['ece'])}.")]
+    for name in ("reliability_diagram", "roc_curves"):
+        if name in plots:
+            blocks.append(("image", plots[name]))
+    sections.append(("Calibration and ROC", blocks))
+
+    ablation = results["ablation"]
+    if ablation:
+        rows = [[name, _fmt(ablation["missing"][name]), _signed(ablation["importance"][name])]
+                for name in ablation["missing"]]
+        blocks = [("text", f"{metric} with all modalities: {_fmt(ablation['full'])}. Each row marks one "
+                           "modality missing in every example; importance is how much worse the "
+                           "model gets without it."),
+                  ("table", ["modality", f"{metric} without it", "importance"], rows)]
+        if "modality_ablation" in plots:
+            blocks.append(("image", plots["modality_ablation"]))
+        sections.append(("Modality ablation", blocks))
+
+    robustness = results["robustness"]
+    if robustness:
+        rows = [[f"{r['p']:.2f}", _fmt(r["fraction_missing"]), _fmt(r["value"])] for r in robustness["results"]]
+        blocks = [("text", "Each example loses each modality independently with probability p "
+                           f"(never all of them; seed {robustness['seed']})."),
+                  ("table", ["p", "fraction missing", metric], rows)]
+        if "robustness" in plots:
+            blocks.append(("image", plots["robustness"]))
+        sections.append(("Missing-modality robustness", blocks))
+
+    if results["fusion_weights"]:
+        rows = [[name, _fmt(w)] for name, w in results["fusion_weights"].items()]
+        sections.append(("Fusion weights", [("text", "Mean weight the fusion layer gives each modality."),
+                                            ("table", ["modality", "mean weight"], rows)]))
+    notes = metrics["notes"] + results["notes"]
+    if notes:
+        sections.append(("Notes", [("text", note) for note in notes]))
+    return sections
+
+
+def _markdown(sections):
+    lines = ["# Evaluation report", ""]
+    for title, blocks in sections:
+        lines += [f"## {title}", ""]
+        for block in blocks:
+            if block[0] == "text":
+                lines += [block[1], ""]
+            elif block[0] == "table":
+                _, header, rows = block
+                cells = lambda row: "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+                lines += [cells(header), "|" + "---|" * len(header)] + [cells(r) for r in rows] + [""]
+            else:
+                lines += [f"![{block[1]}]({block[1]})", ""]
+    return "\n".join(lines)
+
+
+_HTML_STYLE = (
+    "body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+    "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+    "img{max-width:100%;margin:0.5em 0}"
+)
+
+
+def _html(sections, out_dir):
+    # PNGs are embedded as data URIs so the HTML stays complete when mailed or moved.
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation report</title>",
+             f"<style>{_HTML_STYLE}</style></head><body><h1>Evaluation report</h1>"]
+    for title, blocks in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        for block in blocks:
+            if block[0] == "text":
+                parts.append(f"<p>{html.escape(block[1])}</p>")
+            elif block[0] == "table":
+                _, header, rows = block
+                parts.append("<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
+                for row in rows:
+                    parts.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+                parts.append("</table>")
+            else:
+                with open(os.path.join(out_dir, block[1]), "rb") as f:
+                    data = base64.b64encode(f.read()).decode("ascii")
+                parts.append(f"<img alt='{html.escape(block[1])}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def json_clean(value):
+    """Converts NumPy values and tuples to plain JSON types; NaN and inf become None.
+
+    Example:
+    >>> json_clean({"ece": np.float32(0.5), "range": (1, float("nan"))})
+    {'ece': 0.5, 'range': [1, None]}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_clean(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def fractions_of_ceiling(ceilings, metric, value, comparison):
+    """`{"model" | baseline name: {"value": ceiling, "fraction": score / ceiling}}`."""
+    if not ceilings:
+        return None
+    scores = {"model": value, **{n: b["value"] for n, b in ((comparison or {}).get("baselines") or {}).items()}}
+    out = {}
+    for name, ceiling in ceilings.items():
+        best, score = ceiling.get(metric), scores.get(name)
+        out[name] = {"value": best, "fraction": None if not best or score is None else score / best}
+    return out
+
+
+def comparison_rows(results):
+    """`(header, rows)`: the model and each baseline on the headline metric,
+    with the ceiling the data allows and the fraction reached, when known."""
+    metric, value = results["headline"]["metric"], results["headline"]["value"]
+    ceilings = results.get("ceilings") or {}
+    rows = [["model (all modalities)", ", ".join(results["modalities"]), value, None, "model"]]
+    for name, b in _baselines(results).items():
+        rows.append([name, b["input"], b["value"], b["model_minus_baseline"], name])
+    header = ["model", "inputs", metric, "model - baseline"]
+    table = [[name, inputs, _fmt(v), "" if d is None else _signed(d)] for name, inputs, v, d, _ in rows]
+    if ceilings:
+        header += ["ceiling", "of ceiling"]
+        for row, (*_, key) in zip(table, rows):
+            ceiling = ceilings.get(key) or {}
+            row += [_fmt(ceiling.get("value")), _fmt(ceiling.get("fraction"))]
+    return header, table
+
+
+def format_results_table(results):
+    """A short plain-text table of the headline metric: model vs baselines.
+
+    Args:
+        results: the dict returned by `evaluate`.
+
+    Returns:
+        str, one row per model.
+    """
+    header, rows = comparison_rows(results)
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def write_report(results, out_dir):
+    """Writes report.md, report.html and metrics.json of `evaluate`'s results into `out_dir`.
+
+    The plots named in `results["files"]["plots"]` must be there already: the
+    HTML page embeds them.
+    """
+    sections = _report_sections(results)
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+        f.write(_markdown(sections))
+    with open(os.path.join(out_dir, "report.html"), "w", encoding="utf-8") as f:
+        f.write(_html(sections, out_dir))
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2, allow_nan=False)
