@@ -9,9 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# The classification head's layer name and, when auxiliary heads are on,
-# its key among the model's outputs (as the builder names it).
-LABEL_OUTPUT = "label"
+from mmkeras.tasks import LABEL_OUTPUT
 
 
 def model_task(model):
