@@ -4,16 +4,11 @@ Production serving is TensorFlow Serving (`tensorflow_model_server`); the dev
 server (`mmkeras serve`) is a stand-in for laptops and CI.
 """
 
+from mmkeras.serving.batching import write_batching_parameters
 from mmkeras.serving.client import Client, ServingError
-from mmkeras.serving.config import (
-    ServedModel,
-    docker_command,
-    model_server_command,
-    read_model_config,
-    write_batching_parameters,
-    write_example_request,
-    write_model_config,
-)
+from mmkeras.serving.example_requests import write_example_request
+from mmkeras.serving.models_config import ServedModel, read_model_config, write_model_config
+from mmkeras.serving.server_command import docker_command, model_server_command
 from mmkeras.serving.warmup import read_warmup_requests, write_warmup_requests
 
 

@@ -1,17 +1,13 @@
 """A client for models served by TensorFlow Serving (or the dev server).
 
 One `Client` speaks REST or gRPC and gives the same results either way:
-a list of per-example dicts of Python values.
+a list of per-example dicts of Python values. Inputs are given per example
+as a dict of `Path` (file bytes), `bytes`, `str` or numbers; see
+`mmkeras.serving.payloads`.
 
-Inputs are given per example as a dict:
-- `pathlib.Path`: the file's bytes, sent as binary (images, WAV audio);
-- `bytes`: binary (`{"b64": ...}` over REST, DT_STRING over gRPC);
-- `str`: text (`""` means the modality is missing);
-- a number or a (nested) list of numbers: floats (`float("nan")` means
-  missing).
-
-The REST path needs only the standard library; gRPC imports TensorFlow and
-tensorflow-serving-api when first used.
+The REST path needs only the standard library and numpy; gRPC
+(`mmkeras.serving.grpc_client`) imports TensorFlow and tensorflow-serving-api
+when first used.
 """
 
 import argparse
@@ -24,171 +20,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
-DEFAULT_SIGNATURE = "serving_default"
-
-
-class ServingError(Exception):
-    """An error answered by the model server.
-
-    Attributes:
-        message: the server's error message.
-        code: the HTTP status (REST) or gRPC status name (gRPC), or None when
-            the server could not be reached.
-        protocol: `"rest"` or `"grpc"`.
-    """
-
-    def __init__(self, message, code=None, protocol="rest"):
-        self.message = message
-        self.code = code
-        self.protocol = protocol
-        where = f" ({'HTTP ' if protocol == 'rest' else 'gRPC '}{code})" if code else ""
-        super().__init__(f"{message}{where}")
-
-
-# === Inputs ===
-
-
-def _encode_value(value, where):
-    """One input value as bytes, str, or a float array."""
-    if isinstance(value, Path):
-        try:
-            return value.read_bytes()
-        except OSError as error:
-            raise ValueError(f"{where}: cannot read file {value}: {error}") from None
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        return value
-    if value is None or isinstance(value, (bool, dict)):
-        raise ValueError(
-            f"{where}: expected a Path, bytes, str, number or list of numbers, "
-            f'received {type(value).__name__}. A missing text is "", a missing '
-            "number float('nan')."
-        )
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{where}: expected a number or a rectangular list of numbers, received "
-            f"{value!r:.80}."
-        ) from None
-
-
-def encode_examples(inputs):
-    """Checks and encodes examples: one dict, or a list of dicts.
-
-    Args:
-        inputs: a dict (one example) or a list of dicts with the same keys.
-
-    Returns:
-        a list of dicts of input name to bytes, str, or float64 array.
-    """
-    examples = [inputs] if isinstance(inputs, dict) else list(inputs)
-    if not examples:
-        raise ValueError("Expected at least one example, received none.")
-    names = None
-    encoded = []
-    for index, example in enumerate(examples):
-        if not isinstance(example, dict):
-            raise ValueError(
-                f"Example {index}: expected a dict of input name to value, received "
-                f"{type(example).__name__}."
-            )
-        if names is None:
-            names = set(example)
-        elif set(example) != names:
-            raise ValueError(
-                f"Example {index}: inputs {sorted(example)} differ from example 0's "
-                f"{sorted(names)}; every example needs the same inputs."
-            )
-        encoded.append(
-            {
-                name: _encode_value(value, f"example {index}, input {name!r}")
-                for name, value in example.items()
-            }
-        )
-    return encoded
-
-
-def _json_input(value):
-    if isinstance(value, bytes):
-        return {"b64": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, str):
-        return value
-    return value.tolist()
-
-
-def rest_instances(inputs):
-    """Examples as the `instances` of a REST predict request (row form)."""
-    return [
-        {name: _json_input(value) for name, value in example.items()}
-        for example in encode_examples(inputs)
-    ]
-
-
-def tensor_protos(inputs):
-    """Examples batched into `{name: TensorProto}` for a gRPC PredictRequest."""
-    import tensorflow as tf
-
-    examples = encode_examples(inputs)
-    protos = {}
-    for name in examples[0]:
-        values = [example[name] for example in examples]
-        kinds = {type(value) for value in values}
-        if kinds <= {bytes, str}:
-            array = np.array(
-                [v.encode("utf-8") if isinstance(v, str) else v for v in values], dtype=object
-            )
-        elif kinds == {np.ndarray}:
-            shapes = {value.shape for value in values}
-            if len(shapes) > 1:
-                raise ValueError(
-                    f"Input {name!r}: every example needs the same shape, received "
-                    f"{sorted(shapes)}."
-                )
-            array = np.stack(values).astype(np.float32)
-        else:
-            raise ValueError(f"Input {name!r}: mixes text/binary and numbers across examples.")
-        protos[name] = tf.make_tensor_proto(array)
-    return protos
-
-
-# === Outputs ===
-
-
-def _plain_float(value):
-    # Same value over REST and gRPC: float32 precision, shortest digits.
-    return float(str(np.float32(value)))
-
-
-def _python_value(value, name):
-    if isinstance(value, list):
-        return [_python_value(item, name) for item in value]
-    if isinstance(value, dict) and "b64" in value:
-        return base64.b64decode(value["b64"])
-    if isinstance(value, bytes):
-        return value if name.endswith("_bytes") else value.decode("utf-8", errors="replace")
-    if isinstance(value, float):
-        return _plain_float(value)
-    return value
-
-
-def _item(value):
-    # Numpy rows and scalars become Python values; bytes already are.
-    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
-
-
-def _rows_from_arrays(arrays):
-    names = sorted(arrays)
-    batch = len(arrays[names[0]])
-    return [
-        {name: _python_value(_item(arrays[name][i]), name) for name in names} for i in range(batch)
-    ]
-
-
-# === Client ===
+from mmkeras.savedmodel import DEFAULT_SIGNATURE
+from mmkeras.serving.errors import ServingError
+from mmkeras.serving.payloads import encode_examples  # noqa: F401 (imported from here)
+from mmkeras.serving.payloads import python_value
+from mmkeras.serving.payloads import rest_instances
+from mmkeras.serving.payloads import tensor_protos  # noqa: F401 (imported from here)
 
 
 class Client:
@@ -205,11 +42,11 @@ class Client:
 
     Example:
 
-    ```python
-    client = Client("localhost:8501", "sentiment")
-    client.predict({"photo": Path("cat.jpg"), "review": "Great!"})
-    # [{"classes": "positive", "probabilities": [...], "scores": 0.93}]
-    ```
+    >>> client = Client("localhost:8501", "sentiment", label="stable")
+    >>> client.url
+    'http://localhost:8501'
+    >>> client.predict({"photo": Path("cat.jpg"), "review": "Great!"})  # doctest: +SKIP
+    [{'classes': 'positive', 'probabilities': [0.02, 0.05, 0.93], 'scores': 0.93}]
     """
 
     def __init__(
@@ -227,13 +64,12 @@ class Client:
         self.label = label
         self.timeout = timeout
         self._output_names = {}
+        self._grpc_model = None  # a GrpcModel, made on the first gRPC call
         if protocol == "rest":
             self.url = target if "://" in target else f"http://{target}"
             self.url = self.url.rstrip("/")
-            self._channel = None
         else:
             self.target = target.split("://", 1)[-1]
-            self._channel = None
 
     # --- Public API ---
 
@@ -247,31 +83,44 @@ class Client:
         """
         if self.protocol == "rest":
             return self._rest_predict(inputs, signature_name)
-        return self._grpc_predict(inputs, signature_name)
+        return self._grpc().predict(inputs, signature_name)
 
     def metadata(self):
         """The model's metadata, as TF Serving's REST API gives it."""
         if self.protocol == "rest":
             return self._rest_call("GET", self._model_path() + "/metadata")
-        return self._grpc_metadata()
+        return self._grpc().metadata()
 
     def status(self):
         """The model's version states, as TF Serving's REST API gives them."""
         if self.protocol == "rest":
             return self._rest_call("GET", self._model_path())
-        return self._grpc_status()
+        return self._grpc().status()
 
     def close(self):
         """Closes the gRPC channel, if any."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        if self._grpc_model is not None:
+            self._grpc_model.close()
+            self._grpc_model = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.close()
+
+    def _grpc(self):
+        if self._grpc_model is None:
+            from mmkeras.serving.grpc_client import GrpcModel
+
+            self._grpc_model = GrpcModel(
+                self.target,
+                self.model_name,
+                version=self.version,
+                label=self.label,
+                timeout=self.timeout,
+            )
+        return self._grpc_model
 
     # --- REST ---
 
@@ -294,7 +143,7 @@ class Client:
             (name,) = self._output_names_for(signature_name)
             predictions = [{name: value} for value in predictions]
         return [
-            {name: _python_value(value, name) for name, value in sorted(row.items())}
+            {name: python_value(value, name) for name, value in sorted(row.items())}
             for row in predictions
         ]
 
@@ -323,80 +172,6 @@ class Client:
             reason = getattr(error, "reason", error)
             raise ServingError(f"Cannot reach {self.url}: {reason}", None, "rest") from None
 
-    # --- gRPC ---
-
-    def _stubs(self):
-        import grpc
-        from tensorflow_serving.apis import model_service_pb2_grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-        if self._channel is None:
-            options = [
-                ("grpc.max_send_message_length", -1),
-                ("grpc.max_receive_message_length", -1),
-            ]
-            self._channel = grpc.insecure_channel(self.target, options=options)
-        return (
-            prediction_service_pb2_grpc.PredictionServiceStub(self._channel),
-            model_service_pb2_grpc.ModelServiceStub(self._channel),
-        )
-
-    def _fill_spec(self, spec, signature_name=None):
-        spec.name = self.model_name
-        if self.version is not None:
-            spec.version.value = self.version
-        elif self.label is not None:
-            spec.version_label = self.label
-        if signature_name is not None:
-            spec.signature_name = signature_name
-
-    def _grpc(self, method, request):
-        import grpc
-
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise ServingError(error.details(), error.code().name, "grpc") from None
-
-    def _grpc_predict(self, inputs, signature_name):
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
-        request = predict_pb2.PredictRequest()
-        self._fill_spec(request.model_spec, signature_name)
-        for name, proto in tensor_protos(inputs).items():
-            request.inputs[name].CopyFrom(proto)
-        prediction, _ = self._stubs()
-        response = self._grpc(prediction.Predict, request)
-        arrays = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
-        return _rows_from_arrays(arrays)
-
-    def _grpc_metadata(self):
-        from google.protobuf import json_format
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        self._fill_spec(request.model_spec)
-        prediction, _ = self._stubs()
-        response = self._grpc(prediction.GetModelMetadata, request)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
-        options = dict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-        return {
-            "model_spec": json_format.MessageToDict(response.model_spec, **options),
-            "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)},
-        }
-
-    def _grpc_status(self):
-        from google.protobuf import json_format
-        from tensorflow_serving.apis import get_model_status_pb2
-
-        request = get_model_status_pb2.GetModelStatusRequest()
-        self._fill_spec(request.model_spec)
-        _, models = self._stubs()
-        response = self._grpc(models.GetModelStatus, request)
-        return json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
-
 
 def _error_message(http_error):
     body = http_error.read()
@@ -414,6 +189,13 @@ def parse_input_arg(text):
 
     `@path` is a file sent as binary; a JSON number or list is numeric; a JSON
     string (quoted) or anything else is text.
+
+    >>> parse_input_arg("photo=@cat.jpg") == ("photo", Path("cat.jpg"))
+    True
+    >>> parse_input_arg("readings=[1, 2.5]")
+    ('readings', [1, 2.5])
+    >>> parse_input_arg("review=great phone")
+    ('review', 'great phone')
     """
     name, sep, value = text.partition("=")
     if not sep or not name:

@@ -20,6 +20,8 @@ import collections
 import os
 import re
 
+from mmkeras.savedmodel import read_saved_model
+
 HERE = os.path.dirname(__file__)
 DEFAULT_SERVING_VERSION = "2.20"
 # TF Serving minor release -> (core op list, or None for the running
@@ -67,11 +69,7 @@ def core_ops():
 
 def saved_model_ops(export_dir):
     """`{op_name: [node names]}` over the graph and every function of a SavedModel."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
+    proto = read_saved_model(export_dir)
     ops = collections.defaultdict(list)
     xla = []
     for meta_graph in proto.meta_graphs:

@@ -10,7 +10,8 @@ an export whose signature does not accept what clients send. The dev server
 
 from pathlib import Path
 
-from mmkeras.serving.client import tensor_protos
+from mmkeras.savedmodel import DEFAULT_SIGNATURE
+from mmkeras.serving.payloads import tensor_protos
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 # TF Serving reads at most this many records.
@@ -18,11 +19,15 @@ MAX_WARMUP_RECORDS = 1000
 
 
 def warmup_path(version_dir):
-    """Where TF Serving looks for warmup requests in a version folder."""
+    """Where TF Serving looks for warmup requests in a version folder.
+
+    >>> warmup_path("savedmodels/sentiment/3").as_posix()
+    'savedmodels/sentiment/3/assets.extra/tf_serving_warmup_requests'
+    """
     return Path(version_dir) / WARMUP_FILE
 
 
-def write_warmup_requests(version_dir, model_name, examples, signature_name="serving_default"):
+def write_warmup_requests(version_dir, model_name, examples, signature_name=DEFAULT_SIGNATURE):
     """Writes the warmup file of a version folder.
 
     Write it before the version folder becomes visible to the server (in the
@@ -42,12 +47,12 @@ def write_warmup_requests(version_dir, model_name, examples, signature_name="ser
 
     Example:
 
-    ```python
-    write_warmup_requests(
-        "savedmodels/sentiment/3", "sentiment",
-        [{"photo": Path("cat.jpg"), "review": "Great!"}],
-    )
-    ```
+    >>> import tempfile
+    >>> version_dir = tempfile.mkdtemp()
+    >>> path = write_warmup_requests(
+    ...     version_dir, "sentiment", [{"photo": b"\\x89PNG", "review": "Great!"}])
+    >>> len(read_warmup_requests(version_dir))
+    1
     """
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
@@ -89,6 +94,10 @@ def read_warmup_requests(version_dir):
 
     Returns:
         the list of `PredictionLog` protos (empty when there is no file).
+
+    >>> import tempfile
+    >>> read_warmup_requests(tempfile.mkdtemp())
+    []
     """
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
