@@ -7,6 +7,7 @@ from mmkeras import fusion as fusion_lib
 from mmkeras.fusion import ModalityDropout
 from mmkeras.modalities import Modality
 from mmkeras.multimodal_classifier import MultimodalClassifier
+from mmkeras.tasks import AUX_SUFFIX, LABEL_OUTPUT
 
 # Layer names of the model itself; an input with one of them would clash.
 RESERVED_NAMES = ("label", "fusion", "presence", "modality_embeddings", "modality_dropout",
@@ -92,9 +93,9 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
     # === Heads ===
     outputs = _head(fused, task, projection_dim)
     if task.auxiliary_heads:
-        outputs = {"label": outputs}
+        outputs = {LABEL_OUTPUT: outputs}
         for spec, x in zip(specs, embeddings):
-            outputs[f"{spec.name}_aux"] = task.head(f"{spec.name}_aux")(x)
+            outputs[f"{spec.name}{AUX_SUFFIX}"] = task.head(f"{spec.name}{AUX_SUFFIX}")(x)
     return MultimodalClassifier(model_inputs, outputs, specs=specs, task=task, name=name)
 
 

@@ -5,6 +5,8 @@ import keras
 # The name of the classifier's output (its key when the model also has
 # auxiliary `<modality>_aux` outputs).
 LABEL_OUTPUT = "label"
+# Auxiliary per-modality heads are named `<modality><AUX_SUFFIX>`.
+AUX_SUFFIX = "_aux"
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -110,6 +112,22 @@ def label_output(outputs):
         raise ValueError(f"Expected the model output to be the label probabilities or a dict with "
                          f"a {LABEL_OUTPUT!r} key; received {len(outputs)} outputs.")
     return outputs
+
+
+def aux_output_names(model):
+    """Names of the `<modality>_aux` outputs of a multi-head model, else [].
+
+    Example:
+    >>> import keras
+    >>> x = keras.Input((2,))
+    >>> model = keras.Model(x, {"label": keras.layers.Dense(2)(x), "a_aux": keras.layers.Dense(2)(x)})
+    >>> aux_output_names(model)
+    ['a_aux']
+    """
+    if not isinstance(model.output, dict):
+        return []
+    label_output(model.output)  # checks the dict has the label
+    return [name for name in model.output if name.endswith(AUX_SUFFIX)]
 
 
 def is_multi_label(model):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import mmkeras as mmk
 from mmkeras import training
 
 WORKER_SCRIPT = Path(__file__).with_name("training_worker.py")
@@ -27,26 +28,31 @@ SUBPROCESS_TIMEOUT_S = 150
 
 
 def aux_model(seed=0):
-    """Dict input, "label" head with labels/multi_label, and a sensor auxiliary head."""
+    """Dict input, a "label" head and a sensor auxiliary head."""
     keras.utils.set_random_seed(seed)
     sensor = keras.Input((worker.NUM_FEATURES,), name="sensor")
     hidden = keras.layers.Dense(8, activation="relu")(sensor)
-    head = keras.layers.Dense(worker.NUM_CLASSES, activation="softmax", name="label")
-    head.labels, head.multi_label = ["a", "b", "c"], False
     outputs = {
-        "label": head(hidden),
+        "label": keras.layers.Dense(worker.NUM_CLASSES, activation="softmax", name="label")(hidden),
         "sensor_aux": keras.layers.Dense(
             worker.NUM_CLASSES, activation="softmax", name="sensor_aux")(hidden),
     }
-    return keras.Model({"sensor": sensor}, outputs)
+    return mmk.MultimodalClassifier({"sensor": sensor}, outputs, specs=[sensor_spec()],
+                                    task=mmk.Classification(["a", "b", "c"]))
 
 
 def multi_label_model(seed=0):
     keras.utils.set_random_seed(seed)
     sensor = keras.Input((worker.NUM_FEATURES,), name="sensor")
     head = keras.layers.Dense(worker.NUM_CLASSES, activation="sigmoid", name="label")
-    head.labels, head.multi_label = ["a", "b", "c"], True
-    return keras.Model({"sensor": sensor}, head(keras.layers.Dense(8, activation="relu")(sensor)))
+    return mmk.MultimodalClassifier({"sensor": sensor}, head(keras.layers.Dense(8, activation="relu")(sensor)),
+                                    specs=[sensor_spec()],
+                                    task=mmk.Classification(["a", "b", "c"], multi_label=True))
+
+
+def sensor_spec():
+    return mmk.SensorInput("sensor", features=[f"f{i}" for i in range(worker.NUM_FEATURES)],
+                           mean=[0.0] * worker.NUM_FEATURES, variance=[1.0] * worker.NUM_FEATURES)
 
 
 def one_batch(batch_size=16):

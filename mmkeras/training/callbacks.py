@@ -1,0 +1,184 @@
+"""Callbacks of a training run: best checkpoint, crash-safe backup, early stopping, TensorBoard."""
+
+import json
+import os
+
+import keras
+
+from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label
+
+
+class _EpochAndStepBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that saves at each epoch end and every `steps` batches.
+
+    Keras' callback saves at one or the other, and its step saves record the
+    epoch counted from the start of the current `fit` call, so a second crash
+    after a resume would restart from epoch 0. A resumed run re-runs the
+    interrupted epoch from its first batch, starting from the backed-up
+    weights and optimizer state.
+    """
+
+    def __init__(self, backup_dir, steps=None):
+        super().__init__(backup_dir, save_freq=steps or "epoch", delete_checkpoint=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":
+            self._save_model()
+
+
+class _BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Best-only `ModelCheckpoint` whose record survives a resume.
+
+    It writes the best value next to the model; when a run resumes from a
+    backup, that value is the threshold to beat, so a worse epoch after the
+    restart does not overwrite the best model of the interrupted run.
+    """
+
+    def __init__(self, filepath, monitor, backup_dir):
+        super().__init__(filepath, monitor=monitor, save_best_only=True, mode=_mode(monitor))
+        self.record_path = os.path.splitext(filepath)[0] + ".json"
+        self.backup_dir = backup_dir
+
+    def on_train_begin(self, logs=None):
+        resuming = os.path.exists(os.path.join(self.backup_dir, "training_metadata.json"))
+        if resuming and os.path.exists(self.record_path):
+            with open(self.record_path) as f:
+                record = json.load(f)
+            if record.get("monitor") == self.monitor:
+                self.best = record["value"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        previous = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best is not None and self.best != previous:
+            with open(self.record_path, "w") as f:
+                json.dump({"monitor": self.monitor, "value": float(self.best),
+                           "epoch": epoch + 1}, f)
+
+
+def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
+              confusion_matrix=None, hparams=None, backup_every_steps=None):
+    """The callbacks a resumable, monitored training run needs.
+
+    In order: `BackupAndRestore` (first, so the restored state is what the
+    others see), `TerminateOnNaN`, a best-only checkpoint
+    `out_dir/checkpoints/best.keras`, `EarlyStopping(restore_best_weights=True)`,
+    then optionally `TensorBoard`, a TensorBoard hparams record and the
+    confusion-matrix callback. Re-running the same script with the same
+    `out_dir` after a crash resumes at the interrupted epoch, with the
+    weights and optimizer state of the last backup; the best checkpoint
+    keeps the interrupted run's record, early stopping's patience restarts.
+
+    Under `MultiWorkerMirroredStrategy` (a `TF_CONFIG` with more than one
+    task) only the chief writes to `out_dir`; other tasks write to
+    `out_dir/workers/<type>_<index>/`, so workers never overwrite each other.
+
+    Args:
+        out_dir: run directory (created as needed).
+        monitor: logged quantity for the best checkpoint and early stopping:
+            a loss (lower is better) or a metric (higher is better, e.g.
+            `"val_accuracy"`, see `validation_monitor`). `"val_*"` needs
+            validation data, use `"loss"` without it.
+        patience: epochs without improvement before stopping; `None` turns
+            early stopping off.
+        tensorboard: write TensorBoard scalars to `out_dir/tensorboard`.
+        confusion_matrix: an optional `keras.callbacks.Callback` (e.g. from
+            `mmkeras.evaluation`), appended as is.
+        hparams: optional dict `{name: bool | int | float | str}` recorded
+            with TensorBoard's hparams plugin.
+        backup_every_steps: also back up every this many batches (long
+            epochs); `None` backs up at epoch ends only.
+
+    Returns:
+        A list of `keras.callbacks.Callback`.
+
+    Example:
+    >>> import tempfile
+    >>> [type(c).__name__ for c in callbacks(tempfile.mkdtemp(), tensorboard=False)]
+    ['_EpochAndStepBackup', 'TerminateOnNaN', '_BestCheckpoint', 'EarlyStopping']
+    """
+    if confusion_matrix is not None and not isinstance(confusion_matrix, keras.callbacks.Callback):
+        raise TypeError("Expected confusion_matrix to be a keras.callbacks.Callback; "
+                        f"received {type(confusion_matrix).__name__}.")
+    if backup_every_steps is not None and int(backup_every_steps) < 1:
+        raise ValueError("Expected backup_every_steps >= 1 or None; "
+                         f"received {backup_every_steps}.")
+    run_dir = _task_dir(os.fspath(out_dir))
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    backup_dir = os.path.join(run_dir, "backup")
+    result = [
+        _EpochAndStepBackup(backup_dir, steps=backup_every_steps and int(backup_every_steps)),
+        keras.callbacks.TerminateOnNaN(),
+        _BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, backup_dir),
+    ]
+    if patience is not None:
+        result.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=_mode(monitor), patience=patience, restore_best_weights=True))
+    log_dir = os.path.join(run_dir, "tensorboard")
+    if tensorboard:
+        # No graph and no profiler: a backbone's graph is large and slow to write.
+        result.append(keras.callbacks.TensorBoard(
+            log_dir=log_dir, write_graph=False, profile_batch=0))
+    if hparams:
+        from tensorboard.plugins.hparams import api as hp
+
+        result.append(hp.KerasCallback(log_dir, dict(hparams)))
+    if confusion_matrix is not None:
+        result.append(confusion_matrix)
+    return result
+
+
+def validation_monitor(model, metric=None):
+    """The logged validation metric that picks a classifier's best epoch.
+
+    A metric, not `val_loss`: on a few hundred validation examples the loss
+    swings with the confidence of a handful of mistakes, and class weights
+    and label smoothing move it without changing a prediction.
+
+    Args:
+        model: a classifier compiled by `compile_model`.
+        metric: `"accuracy"` or `"macro_f1"` (single-label heads), `"auc"`
+            (multi-label heads); None: accuracy, or ROC AUC for a
+            multi-label head.
+
+    Returns:
+        The name in the training logs, of the `"label"` output when the model
+        has auxiliary heads.
+
+    Example:
+    >>> x = keras.Input((2,), name="sensor")
+    >>> validation_monitor(keras.Model(x, keras.layers.Dense(2, activation="softmax", name="label")(x)))
+    'val_accuracy'
+    """
+    multi_label = is_multi_label(model)
+    known = ("auc",) if multi_label else ("accuracy", "macro_f1")
+    metric = metric or known[0]
+    if metric not in known:
+        raise ValueError(f"A {'multi' if multi_label else 'single'}-label head logs {list(known)}; "
+                         f"received metric={metric!r}.")
+    prefix = f"val_{LABEL_OUTPUT}_" if aux_output_names(model) else "val_"
+    return prefix + metric
+
+
+def _mode(monitor):
+    return "min" if monitor.endswith("loss") else "max"
+
+
+# Alias so `fit(callbacks=...)` can still reach the function above.
+
+
+def _task_dir(out_dir):
+    """`out_dir` for the chief (or a single process), a per-task subdirectory otherwise."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    cluster = config.get("cluster", {})
+    if sum(len(tasks) for tasks in cluster.values()) <= 1:
+        return out_dir
+    task = config.get("task", {})
+    task_type, index = task.get("type", "worker"), int(task.get("index", 0))
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and index == 0 and "chief" not in cluster)
+    return out_dir if is_chief else os.path.join(out_dir, "workers", f"{task_type}_{index}")
