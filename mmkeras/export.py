@@ -18,14 +18,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmkeras import modalities
+from mmkeras import modalities, savedmodel
 from mmkeras.data.decode import decode_batch
 from mmkeras.multimodal_classifier import MultimodalClassifier
 from mmkeras.tasks import label_output
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION, check_serving_ops, serving_minor
 
 PARITY_TOLERANCE = 1e-4
-METADATA_FILE = "mmkeras.json"
 
 
 class ExportError(RuntimeError):
@@ -68,7 +67,7 @@ def export(model, base_dir, version=None, *, overwrite=False, sample_inputs=None
     serving_version = serving_minor(serving_version)
     base_dir = os.fspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
-    version = next_version(base_dir) if version is None else int(version)
+    version = savedmodel.next_version(base_dir) if version is None else int(version)
     final_dir = os.path.join(base_dir, str(version))
     if os.path.exists(final_dir) and not overwrite:
         raise FileExistsError(f"Version {version} already exists at {final_dir}; pass overwrite=True "
@@ -135,11 +134,6 @@ def _exchange(path_a, path_b):
     raise OSError(code, os.strerror(code), path_b)
 
 
-def next_version(base_dir):
-    versions = [int(name) for name in os.listdir(base_dir) if name.isdigit()] if os.path.isdir(base_dir) else []
-    return max(versions, default=0) + 1
-
-
 def raw_signature(specs):
     """TensorSpecs of `serving_default`: what a client sends."""
     signature = {}
@@ -162,7 +156,7 @@ def _write_saved_model(model, export_dir):
     archive = keras.export.ExportArchive()
     archive.track(model)
     raw = raw_signature(model.specs)
-    archive.add_endpoint("serving_default", lambda inputs: predict(decode_batch(inputs, model.specs)),
+    archive.add_endpoint(savedmodel.DEFAULT_SIGNATURE, lambda inputs: predict(decode_batch(inputs, model.specs)),
                          input_signature=[raw])
     decoded_signature = {name: tf.TensorSpec(model.input[name].shape, model.input[name].dtype, name=name)
                          for name in raw}
@@ -226,7 +220,7 @@ def check_parity(model, specs, export_dir, examples):
     """Saved signature on raw bytes vs `model.predict` on the same decoded inputs."""
     raw = _batch(examples, specs)
     loaded = tf.saved_model.load(export_dir)
-    served = loaded.signatures["serving_default"](
+    served = loaded.signatures[savedmodel.DEFAULT_SIGNATURE](
         **{name: tf.constant(value) for name, value in raw.items()})["probabilities"].numpy()
     decoded = {name: value.numpy() for name, value in decode_batch(
         {name: tf.constant(value) for name, value in raw.items()}, specs).items()}
@@ -258,9 +252,9 @@ def _write_metadata(export_dir, model, version, metrics, serving_version):
                      "keras": keras.__version__},
         "metrics": metrics or {},
     }
-    extra = os.path.join(export_dir, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with open(os.path.join(extra, METADATA_FILE), "w") as f:
+    path = os.path.join(export_dir, savedmodel.METADATA_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
         json.dump(metadata, f, indent=2, default=float)
 
 

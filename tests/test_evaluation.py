@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import mmkeras as mmk
 from mmkeras import evaluation
 from mmkeras.evaluation import (
     ConfusionMatrixCallback,
@@ -357,10 +358,13 @@ def test_evaluate_scores_multi_label_at_the_heads_threshold(tmp_path):
     """The report's per-label F1 is at the threshold the head (and the export) uses, not 0.5."""
     inputs, y = toy_data(32)
     multi_hot = np.stack([1 - y, y], 1)
-    model = toy_model(multi_label=True)
-    model.get_layer("label").threshold = 0.9999
-    results = evaluate(model, toy_dataset(inputs, multi_hot), labels=["down", "up"], multi_label=True,
-                       verbose=0)
+    toy = toy_model(multi_label=True)
+    specs = [mmk.TextInput("review", vocabulary=["[PAD]"]),
+             mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])]
+    task = mmk.Classification(["down", "up"], multi_label=True, threshold=0.9999)
+    model = mmk.MultimodalClassifier(toy.input, toy.output, specs=specs, task=task)
+    # Labels, multi-label and threshold come from the model's task.
+    results = evaluate(model, toy_dataset(inputs, multi_hot), verbose=0)
     y_prob = model_predict_fn(model, 32)(inputs)
     assert results["metrics"]["threshold"] == 0.9999
     expected = classification_metrics(multi_hot, y_prob, ["down", "up"], multi_label=True, threshold=0.9999)

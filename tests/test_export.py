@@ -298,9 +298,9 @@ def test_interrupted_export_leaves_no_loadable_version(tmp_path):
     assert result.returncode == 3
     leftovers = os.listdir(base)
     assert leftovers and all(not name.isdigit() for name in leftovers)  # only the hidden temp folder
-    from mmkeras.serving.dev_server import _version_dirs
+    from mmkeras.savedmodel import version_dirs
 
-    assert list(_version_dirs(str(base))) == []
+    assert list(version_dirs(str(base))) == []
 
 
 def test_a_keras_file_from_one_process_exports_in_another_with_nothing_beside_it(exported, tmp_path):

@@ -60,6 +60,23 @@ def _collect(dataset, multi_label, max_examples, verbose):
     return inputs, y_true
 
 
+def _task_settings(model, labels, multi_label):
+    """Labels and multi-label from the arguments, else from the model's task;
+    both given must agree with the task, so a report never mislabels classes."""
+    task = model_task(model)
+    if task is None:
+        if labels is None:
+            raise ValueError("evaluate needs `labels=` for a model without a task "
+                             "(a MultimodalClassifier carries its own).")
+        return list(labels), bool(multi_label)
+    if labels is not None and list(labels) != task.labels:
+        raise ValueError(f"labels={list(labels)} differ from the model's own {task.labels}.")
+    if multi_label is not None and bool(multi_label) != task.multi_label:
+        raise ValueError(f"multi_label={multi_label} differs from the model's task "
+                         f"(multi_label={task.multi_label}).")
+    return task.labels, task.multi_label
+
+
 def _threshold(model):
     # Multi-label predictions at the head's own threshold, as the export answers.
     return float(getattr(model_task(model), "threshold", 0.5))
@@ -75,7 +92,7 @@ def _unimodal_prob(model, inputs, input_name, batch_size):
     return as_predict_fn(model, batch_size)({input_name: inputs[input_name]})
 
 
-def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, baselines=None,
+def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None, baselines=None,
              ceilings=None, out_dir=None, tensorboard_dir=None, headline=None,
              robustness_probabilities=DEFAULT_ROBUSTNESS_PROBABILITIES, seed=0, batch_size=32,
              max_examples=None, verbose="auto"):
@@ -91,8 +108,11 @@ def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, ba
         model: functional Keras model with dict inputs keyed by modality name.
         dataset: batched `tf.data.Dataset` of `(inputs_dict, y)`; y is class ids
             `[B]` (or one-hot), multi-hot `[B, C]` when `multi_label`.
-        labels: class names, in the order of the model's output columns.
-        multi_label: whether the head is multi-label (sigmoid).
+        labels: class names, in the order of the model's output columns;
+            default: the model's own (`model.task.labels`), which a model
+            built elsewhere lacks.
+        multi_label: whether the head is multi-label (sigmoid); default: the
+            model's task says, else False.
         normal_label: single-label inspection tasks: the normal class (e.g. "ok").
         baselines: `{name: (unimodal_model, input_name)}`; each model takes only
             its own input.
@@ -114,10 +134,10 @@ def evaluate(model, dataset, *, labels, multi_label=False, normal_label=None, ba
         `fusion_weights`, `baselines`, `notes` (and `files` when `out_dir`).
 
     Example:
-    >>> results = evaluate(model, val_ds, labels=["neg", "pos"], out_dir="runs/eval")  # doctest: +SKIP
+    >>> results = evaluate(model, val_ds, out_dir="runs/eval")  # doctest: +SKIP
     >>> print(format_results_table(results))  # doctest: +SKIP
     """
-    labels = list(labels)
+    labels, multi_label = _task_settings(model, labels, multi_label)
     metric = headline or default_headline(multi_label)
     baselines = dict(baselines or {})
     all_inputs, y_true = _collect(dataset, multi_label, max_examples, verbose)

@@ -1,34 +1,27 @@
 """Running a model on in-memory inputs, and finding its classification head.
 
-Evaluation looks the head up in one place, `model_task`: it holds the head's
-settings (`multi_label`, `threshold`). `head_output` picks the head's
-probabilities out of a model's (or a dataset's) outputs.
+A `MultimodalClassifier` says what it classifies in `model.task` (labels,
+`multi_label`, `threshold`); `model_task` reads it, and `head_output` picks
+the label probabilities out of a model's (or a dataset's) outputs.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.tasks import LABEL_OUTPUT
+from mmkeras.tasks import label_output
 
 
 def model_task(model):
-    """What the model says about its task (`multi_label`, `threshold`); None when it says nothing.
-
-    Today that is the head layer named "label" (an mmkeras `ClassifierHead`);
-    a model from elsewhere may have none.
+    """The model's `Classification` (labels, `multi_label`, `threshold`); None
+    for a model built elsewhere, which says nothing about its task.
 
     Example:
     >>> x = keras.Input((2,))
     >>> model_task(keras.Model(x, keras.layers.Dense(2, name="logits")(x))) is None
     True
     """
-    # Evaluation's only lookup of the head, so that reading `model.task`
-    # instead, once models carry it, changes this function alone.
-    try:
-        return model.get_layer(LABEL_OUTPUT)
-    except (ValueError, AttributeError):
-        return None
+    return getattr(model, "task", None)
 
 
 def head_output(outputs):
@@ -38,14 +31,9 @@ def head_output(outputs):
     >>> head_output({"label": [0.2, 0.8], "photo_aux": [0.5, 0.5]})
     [0.2, 0.8]
     """
-    if isinstance(outputs, dict):
-        if LABEL_OUTPUT not in outputs:
-            raise ValueError(
-                f"Expected a model output dict with key {LABEL_OUTPUT!r}. Received keys: {list(outputs)}")
-        return outputs[LABEL_OUTPUT]
     if isinstance(outputs, (list, tuple)):
-        return outputs[0]
-    return outputs
+        return outputs[0]  # a model from elsewhere with several outputs: the first classifies
+    return label_output(outputs)
 
 
 def model_input_names(model):

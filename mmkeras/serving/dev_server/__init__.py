@@ -36,7 +36,6 @@ APIs), `rest_json` (JSON <-> tensors), `rest` (HTTP), `grpc_api` (gRPC),
 
 # The names code and tests import from `mmkeras.serving.dev_server`.
 from mmkeras.savedmodel import DEFAULT_SIGNATURE  # noqa: F401
-from mmkeras.savedmodel import version_dirs as _version_dirs  # noqa: F401 (tests/test_export.py)
 from mmkeras.serving.dev_server.errors import RequestError  # noqa: F401
 from mmkeras.serving.dev_server.registry import ModelRegistry  # noqa: F401
 from mmkeras.serving.dev_server.registry import read_model_configs  # noqa: F401
