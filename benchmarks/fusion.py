@@ -28,7 +28,7 @@ def settings(app, fusions, dropouts):
     defaults = load_app(os.path.join("apps", app)).model
     out = [(f"fusion={f}", {"fusion": f}) for f in fusions]
     out += [(f"modality_dropout={d}", {"modality_dropout": d}) for d in dropouts
-            if d != defaults.get("modality_dropout")]
+            if d != defaults.modality_dropout]
     return out
 
 

@@ -23,10 +23,10 @@ APPS = ("sentiment", "medical", "inspection")
 def run_once(app, seed, examples, epochs, model_options=None, baselines=True):
     """One default run of `app` on fresh demo data; `model_options` override keys of its
     `model` section (e.g. `{"fusion": "concat"}`)."""
-    from mmkeras.app import load_app, run_app
+    from mmkeras.app import load_app, run_app, with_overrides
 
-    config = load_app(os.path.join("apps", app))
-    config.model.update(model_options or {})
+    settings = [f"model.{key}={value}" for key, value in (model_options or {}).items()]
+    config = with_overrides(load_app(os.path.join("apps", app)), settings)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         results = run_app(config, work_dir=tmp, export=False, verbose=0, seed=seed,

@@ -44,7 +44,7 @@ def main():
     specs = app.specs()
     train_ds = make_dataset(train, specs, batch_size=args.batch_size, training=True).repeat()
     model = build_app_model(app, specs, train)
-    training.compile_model(model, multi_label=app.data.get("multi_label", False), jit_compile=args.jit)
+    training.compile_model(model, multi_label=app.data.multi_label, jit_compile=args.jit)
     model.fit(train_ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace + warm up
 
     start = time.perf_counter()

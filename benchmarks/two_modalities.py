@@ -110,14 +110,15 @@ def app_config(manifest, epochs=None):
     """The app a user would write for this data: inputs and labels, nothing tuned."""
     from mmkeras.app import App
 
-    return App(name="two_modalities", path=os.path.dirname(manifest),
-               data={"manifest": manifest, "label_column": "label", "labels": LABELS,
-                     "validation_fraction": 0.15, "test_fraction": 0.15},
-               inputs=[{"kind": "image", "name": "digit_image", "size": [IMAGE_SIZE, IMAGE_SIZE]},
-                       {"kind": "audio", "name": "spoken_digit", "sample_rate": SAMPLE_RATE,
-                        "seconds": 1.0}],
-               model={}, training={} if epochs is None else {"epochs": epochs},
-               evaluation={"headline": "accuracy"}, export={})
+    return App.from_config(
+        {"name": "two_modalities",
+         "data": {"manifest": manifest, "label_column": "label", "labels": LABELS,
+                  "validation_fraction": 0.15, "test_fraction": 0.15},
+         "inputs": [{"kind": "image", "name": "digit_image", "size": [IMAGE_SIZE, IMAGE_SIZE]},
+                    {"kind": "audio", "name": "spoken_digit", "sample_rate": SAMPLE_RATE, "seconds": 1.0}],
+         "training": {} if epochs is None else {"epochs": epochs},
+         "evaluation": {"headline": "accuracy"}},
+        file=os.path.join(os.path.dirname(manifest), "app.yaml"))
 
 
 def run_once(seed, examples, epochs=None):

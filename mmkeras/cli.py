@@ -158,8 +158,9 @@ def _evaluate(args):
 
     import mmkeras  # noqa: F401  (registers the layers)
     from mmkeras import evaluation
-    from mmkeras.app import load_app, recorded_test_split
+    from mmkeras.app import load_app
     from mmkeras.data.pipeline import make_dataset
+    from mmkeras.data.splits import recorded_test_split
 
     app = load_app(args.app)
     work_dir = args.work_dir or os.path.join("runs", app.name)
@@ -170,9 +171,9 @@ def _evaluate(args):
     model = keras.saving.load_model(args.model, safe_mode=True)
     out_dir = args.out or _new_evaluation_dir(work_dir)
     report = evaluation.evaluate(
-        model, make_dataset(test, app.specs(), batch_size=app.training.get("batch_size", 32)),
-        labels=app.data["labels"], multi_label=app.data.get("multi_label", False),
-        normal_label=app.evaluation.get("normal_label"), headline=app.evaluation.get("headline"),
+        model, make_dataset(test, app.specs(), batch_size=app.training.batch_size),
+        labels=app.data.labels, multi_label=app.data.multi_label,
+        normal_label=app.evaluation.normal_label, headline=app.evaluation.headline,
         out_dir=out_dir)
     print(evaluation.format_results_table(report))
     print(f"report in {out_dir}")
@@ -212,8 +213,7 @@ def _validate(args):
         print(e)
         return 1
     print(f"{manifest}: every row is valid")
-    for line in format_summary(summarize(examples, app.specs(), app.data["labels"],
-                                         app.data.get("multi_label", False))):
+    for line in format_summary(summarize(examples, app.specs(), app.data.labels, app.data.multi_label)):
         print(f"  {line}")
     return 0
 

@@ -307,3 +307,30 @@ def test_empty_and_tiny_wav_files(tmp_path):
     # The one-sample clip resamples to nothing: zeros, not a crashed process.
     waveform = next(iter(make_dataset(examples, [spec], batch_size=1)))[0]["voice"].numpy()
     assert waveform.shape == (1, 1600) and (waveform == 0).all()
+
+
+def with_split_column(values):
+    def edit(rows):
+        for row, value in zip(rows, values):
+            row["split"] = value
+    return edit
+
+
+def test_a_split_column_puts_each_row_in_its_split(demo_dir, tmp_path):
+    from mmkeras.data.splits import split_examples
+
+    values = ["test", "val", "Validation", "test"] + ["train"] * 8
+    examples, _ = load(rewrite_manifest(demo_dir, tmp_path, with_split_column(values)))
+    train, val, test = split_examples(examples, validation_fraction=0.5, test_fraction=0.1, seed=3)
+    assert (train.rows, val.rows, test.rows) == (list(range(5, 13)), [2, 3], [1, 4])
+    assert list(test.splits) == ["test", "test"]
+    everything_train = load(rewrite_manifest(demo_dir, tmp_path, with_split_column(["train"] * 12)))[0]
+    with pytest.raises(ValueError, match="split column leave the validation and test split"):
+        split_examples(everything_train, 0.15, 0.15)
+
+
+def test_a_bad_split_value_is_an_error_naming_the_row(demo_dir, tmp_path):
+    values = ["train"] * 4 + ["holdout"] + ["train"] * 7
+    with pytest.raises(ManifestError, match=r"row 5, column 'split': unknown split 'holdout'; "
+                                            r"expected one of \['train', 'val', 'validation', 'test'\]"):
+        load(rewrite_manifest(demo_dir, tmp_path, with_split_column(values)))

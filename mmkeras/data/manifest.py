@@ -3,9 +3,10 @@
 One row per example. Image and audio columns hold file paths (relative to
 the manifest's folder, or any `tf.io.gfile` path), text columns hold text,
 sensor features are numeric columns (empty = missing), and the label column
-holds class names (`|`-separated for multi-label). Every row is checked
-before training, and every problem is reported with manifest, row, column
-and reason: nothing is silently dropped.
+holds class names (`|`-separated for multi-label). An optional `split` column
+(`train`, `val`/`validation` or `test`) puts each row in that split instead of
+the random one. Every row is checked before training, and every problem is
+reported with manifest, row, column and reason: nothing is silently dropped.
 """
 
 import collections
@@ -24,6 +25,10 @@ COMPRESSED_AUDIO = (".flac", ".ogg", ".mp3")
 
 # What csv.DictReader puts in the fields a short row lacks.
 SHORT_ROW = "\x00short row"
+
+# The optional column that fixes each row's split, and the split each of its values names.
+SPLIT_COLUMN = "split"
+SPLIT_VALUES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 
 RowError = collections.namedtuple("RowError", ["manifest", "row", "column", "reason"])
 RowError.__str__ = lambda e: f"{e.manifest}, row {e.row}, column {e.column!r}: {e.reason}"
@@ -48,11 +53,14 @@ class Examples:
     `columns[name]`: absolute paths for image/audio ("" = missing), strings
     for text, float32 `[N, F]` for sensors. `labels`: int class ids `[N]`,
     or multi-hot float32 `[N, C]`. `rows`: manifest row number of each.
+    `splits`: each row's `"train"`, `"validation"` or `"test"` from the
+    manifest's `split` column; None for a manifest without one.
     """
 
     columns: dict
     labels: np.ndarray
     rows: list
+    splits: np.ndarray | None = None
 
     def __len__(self):
         return len(self.rows)
@@ -113,6 +121,9 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
         columns: `{input name: manifest column}` for image/audio/text inputs
             whose column is named otherwise (an app's `column:` key).
 
+    A `split` column, where the manifest has one and no input reads it, is
+    read into `Examples.splits`.
+
     Returns:
         `(Examples, errors)`.
     """
@@ -128,12 +139,15 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
     rows = read_manifest(path)
     column_of = _column_lookup(specs, columns)
     _check_columns(path, rows, specs, label_column, column_of)
+    # A column some input reads is that input's, even when it is called `split`.
+    has_split = SPLIT_COLUMN in rows[0] and SPLIT_COLUMN not in _needed_columns(specs, label_column,
+                                                                                column_of)
     base = os.path.dirname(path)
     label_ids = {name: i for i, name in enumerate(labels)}
     good, errors = [], []
     for number, row in enumerate(rows, start=1):
         parsed, row_errors = _parse_row(path, base, number, row, specs, label_column, label_ids,
-                                        multi_label, column_of)
+                                        multi_label, column_of, has_split)
         if row_errors:
             errors.extend(row_errors)
         else:
@@ -144,7 +158,7 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
         _write_report(report_path or f"{path}.skipped.csv", errors)
     if not good:
         raise ManifestError(errors or [RowError(path, 0, "*", "the manifest has no rows")])
-    return _to_examples(good, specs, len(labels), multi_label), errors
+    return _to_examples(good, specs, len(labels), multi_label, has_split), errors
 
 
 def _column_lookup(specs, columns):
@@ -178,7 +192,7 @@ def _needed_columns(specs, label_column, column_of):
     return needed
 
 
-def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label, column_of):
+def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label, column_of, has_split):
     parsed, errors = {}, []
 
     def fail(column, reason):
@@ -186,7 +200,8 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
 
     if None in row:  # csv.DictReader puts surplus fields under the key None
         fail("*", f"{len(row[None])} more field(s) than the header has")
-    for column in _needed_columns(specs, label_column, column_of):
+    needed = _needed_columns(specs, label_column, column_of) + ([SPLIT_COLUMN] if has_split else [])
+    for column in needed:
         if column not in row:
             fail(column, "missing field (use an empty value for a missing modality)")
         elif row[column] == SHORT_ROW:
@@ -213,6 +228,10 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
         fail("*", "every modality of this example is missing")
     parsed["__label__"] = _parse_label(row.get(label_column), label_ids, multi_label,
                                        lambda r: fail(label_column, r))
+    if has_split:
+        parsed["__split__"] = SPLIT_VALUES.get(str(row[SPLIT_COLUMN]).strip().lower())
+        if parsed["__split__"] is None:
+            fail(SPLIT_COLUMN, f"unknown split {row[SPLIT_COLUMN]!r}; expected one of {list(SPLIT_VALUES)}")
     return parsed, errors
 
 
@@ -286,7 +305,7 @@ def _parse_label(value, label_ids, multi_label, fail):
     return []
 
 
-def _to_examples(good, specs, num_classes, multi_label):
+def _to_examples(good, specs, num_classes, multi_label, has_split):
     rows = [number for number, _ in good]
     columns = {}
     for spec in specs:
@@ -298,7 +317,8 @@ def _to_examples(good, specs, num_classes, multi_label):
             labels[i, parsed["__label__"]] = 1.0
     else:
         labels = np.asarray([parsed["__label__"][0] for _, parsed in good], "int32")
-    return Examples(columns, labels, rows)
+    splits = np.asarray([parsed["__split__"] for _, parsed in good], object) if has_split else None
+    return Examples(columns, labels, rows, splits)
 
 
 def _write_report(report_path, errors):
