@@ -31,6 +31,7 @@ import os
 import keras
 
 from mmkeras.backbone_configs import IMAGE_BACKBONES, LIBRARIES, NORMALIZATIONS, POOLINGS, BackboneEntry
+from mmkeras.registry import lookup
 
 __all__ = ["IMAGE_BACKBONES", "LIBRARIES", "NORMALIZATIONS", "POOLINGS", "BackboneEntry",
            "build_image_backbone", "feature_channels", "image_normalization"]
@@ -120,12 +121,7 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
 
 
 def _entry(name):
-    if name not in IMAGE_BACKBONES:
-        raise ValueError(
-            f"Unknown image backbone {name!r}. Known backbones: "
-            f"{', '.join(sorted(IMAGE_BACKBONES))}."
-        )
-    return IMAGE_BACKBONES[name]
+    return lookup(IMAGE_BACKBONES, name, "image backbone")
 
 
 def _build(name, entry, weights, input_shape):

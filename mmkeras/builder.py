@@ -7,6 +7,7 @@ from mmkeras import fusion as fusion_lib
 from mmkeras.fusion import ModalityDropout
 from mmkeras.modalities import Modality
 from mmkeras.multimodal_classifier import MultimodalClassifier
+from mmkeras.registry import lookup
 from mmkeras.tasks import AUX_SUFFIX, LABEL_OUTPUT
 
 # Layer names of the model itself; an input with one of them would clash.
@@ -57,9 +58,7 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
     if task is None:
         raise ValueError("build_model needs a `task=`, e.g. mmk.Classification(labels=[...]).")
     _adapt(specs, adapt_data)
-    fusion_cls = fusion_lib.FUSIONS.get(fusion)
-    if fusion_cls is None:
-        raise ValueError(f"Unknown fusion {fusion!r}. Known: {sorted(fusion_lib.FUSIONS)}")
+    lookup(fusion_lib.FUSIONS, fusion, "fusion")  # before the encoders are built
 
     # === Inputs and encoders ===
     model_inputs = {spec.name: spec.keras_input() for spec in specs}

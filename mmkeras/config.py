@@ -20,7 +20,6 @@ ValueError: app.yaml: training.patiense: unknown key (did you mean 'patience'?);
 
 import collections
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -29,6 +28,7 @@ from typing import Literal
 import yaml
 
 from mmkeras.fusion import FUSIONS
+from mmkeras.registry import did_you_mean
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
 
 # A value condition beyond the field's type.
@@ -225,9 +225,7 @@ def _check_across(sections, where):
 
 
 def _unknown_key(where, path, allowed):
-    key = path.rpartition(".")[2]
-    close = difflib.get_close_matches(key, list(allowed), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(path.rpartition(".")[2], allowed)
     return ValueError(f"{where}: {path}: unknown key{hint}; allowed: {', '.join(allowed)}")
 
 

@@ -359,7 +359,7 @@ def test_per_app_functions_match_generate(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"app": "vision"}, "app='vision'"),
+        ({"app": "vision"}, "Unknown demo app 'vision'"),
         ({"num_examples": 0}, "num_examples=0"),
         ({"seed": -1}, "seed=-1"),
         ({"image_size": 8}, "image_size=8"),

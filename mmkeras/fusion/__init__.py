@@ -9,6 +9,7 @@ from mmkeras.fusion.low_rank import LowRankFusion
 from mmkeras.fusion.modality_dropout import ModalityDropout
 from mmkeras.fusion.transformer import MultimodalTransformerFusion
 from mmkeras.fusion.weighted import WeightedSumFusion
+from mmkeras.registry import lookup
 
 FUSIONS = {
     "concat": ConcatFusion,
@@ -28,6 +29,4 @@ def get(name, modality_names, **options):
     >>> get("gated", ["image", "text"], hidden_dim=32).hidden_dim
     32
     """
-    if name not in FUSIONS:
-        raise ValueError(f"Unknown fusion {name!r}. Known: {sorted(FUSIONS)}")
-    return FUSIONS[name](modality_names, name="fusion", **options)
+    return lookup(FUSIONS, name, "fusion")(modality_names, name="fusion", **options)

@@ -5,6 +5,7 @@ from mmkeras.modalities.base import Encoded, Modality
 from mmkeras.modalities.image import ImageInput
 from mmkeras.modalities.sensor import SensorInput
 from mmkeras.modalities.text import TextInput
+from mmkeras.registry import lookup
 
 MODALITIES = {cls.kind: cls for cls in (ImageInput, TextInput, AudioInput, SensorInput)}
 
@@ -18,9 +19,7 @@ def from_config(config):
     """
     config = dict(config)
     kind = config.pop("kind")
-    if kind not in MODALITIES:
-        raise ValueError(f"Unknown modality kind {kind!r}. Known: {sorted(MODALITIES)}")
-    return MODALITIES[kind].from_config(config)
+    return lookup(MODALITIES, kind, "modality kind").from_config(config)
 
 
 def to_config(spec):

@@ -14,6 +14,7 @@ import os
 import keras
 
 from mmkeras.modalities.submodel import SubModel
+from mmkeras.registry import lookup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +97,7 @@ def check_encoder(encoder, weights):
     ...
     ValueError: Text encoder 'clip_text' is a pretrained tower: pass `weights=` (a local CLIPBackbone preset directory or a preset handle).
     """
-    if encoder not in TEXT_ENCODERS:
-        raise ValueError(f"Unknown text encoder {encoder!r}. Known: {sorted(TEXT_ENCODERS)}")
-    class_name, config = TEXT_ENCODERS[encoder]
+    class_name, config = lookup(TEXT_ENCODERS, encoder, "text encoder")
     if config is None and weights is None:
         raise ValueError(f"Text encoder {encoder!r} is a pretrained tower: pass `weights=` (a local "
                          f"{class_name} preset directory or a preset handle).")

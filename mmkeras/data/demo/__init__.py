@@ -49,6 +49,7 @@ from mmkeras.data.demo.sound import AUDIO_SECONDS, SAMPLE_RATE  # noqa: F401  (r
 from mmkeras.data.demo.files import write_csv as _write_csv
 from mmkeras.data.demo.files import write_image as _write_image
 from mmkeras.data.demo.files import write_wav as _write_wav
+from mmkeras.registry import lookup
 
 MANIFEST_NAME = "manifest.csv"
 # The hidden cues each example was drawn with, keyed by manifest row; the
@@ -108,10 +109,7 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     >>> len(rows), sorted(rows[0])[:2]
     (3, ['current', 'label'])
     """
-    if app not in _EXAMPLE_MAKERS:
-        raise ValueError(
-            f"Expected app to be one of {sorted(_EXAMPLE_MAKERS)}. Received: app={app!r}"
-        )
+    make_example = lookup(_EXAMPLE_MAKERS, app, "demo app")
     _check_integer("num_examples", num_examples, minimum=1)
     _check_integer("seed", seed, minimum=0)
     _check_integer("image_size", image_size, minimum=16)
@@ -122,7 +120,6 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     # An old manifest would point at files this run is about to overwrite.
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
-    make_example = _EXAMPLE_MAKERS[app]
     rows, cues = [], []
     for index in range(int(num_examples)):
         rng = np.random.default_rng([int(seed), _APP_SALT[app], index])
