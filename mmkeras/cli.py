@@ -18,14 +18,6 @@ import sys
 
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
 
-# These subcommands own their arguments (see each module's build_arg_parser).
-DELEGATED = {
-    "serve": "mmkeras.serving.dev_server",
-    "predict": "mmkeras.serving.client",
-    "serving-config": "mmkeras.serving.config",
-}
-
-
 # A mistake in the user's config, data or arguments: the message says what
 # and where, so the command prints it without a traceback (unless --debug).
 USER_ERRORS = (ValueError, FileNotFoundError)
@@ -36,10 +28,6 @@ def main(argv=None):
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
-        if argv and argv[0] in DELEGATED:
-            import importlib
-
-            return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0
         args = _parser().parse_args(argv)
         if not hasattr(args, "handler"):
             _parser().print_help()
@@ -57,9 +45,6 @@ def _parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in DELEGATED:
-        commands.add_parser(name, help=f"see `mmkeras {name} --help`", add_help=False)
-
     run = _app_command(commands, "run", "demo data (or --data) -> validate -> train -> evaluate -> export",
                        training=True)
     run.add_argument("--no-baselines", action="store_true", help="skip the unimodal baselines")
@@ -100,7 +85,24 @@ def _parser():
     tfrecord.add_argument("--out", required=True, help="output folder")
     tfrecord.add_argument("--shards", type=int, default=4)
     tfrecord.set_defaults(handler=_to_tfrecord)
+
+    _add_serving_commands(commands)
     return parser
+
+
+def _add_serving_commands(commands):
+    """`serve`, `predict`, `serving-config`: their modules define the arguments
+    (each also runs alone as `python -m <module>`)."""
+    from mmkeras.serving import client, config, dev_server
+
+    for name, module, help in (
+            ("serve", dev_server, "development stand-in for TF Serving (REST + gRPC)"),
+            ("predict", client, "send one example to a served model; prints JSON"),
+            ("serving-config", config, "write TF Serving config (models.config, batching, example "
+                                       "requests) and print the commands that serve it")):
+        command = commands.add_parser(name, help=help, description=help)
+        module.build_arg_parser(command)
+        command.set_defaults(handler=module.run)
 
 
 def _app_command(commands, name, help, training=False):

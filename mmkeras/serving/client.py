@@ -260,6 +260,14 @@ def main(argv=None):
         example = dict(parse_input_arg(text) for text in args.inputs)
     except ValueError as error:
         parser.error(str(error))
+    return run(args, example)
+
+
+def run(args, example=None):
+    """Sends one example as the parsed `args` (of `build_arg_parser`) say;
+    `mmkeras predict` calls it. Returns 0, or 1 when the server answered an error."""
+    if example is None:
+        example = dict(parse_input_arg(text) for text in args.inputs)
     protocol = args.protocol or ("grpc" if args.server.startswith("grpc://") else "rest")
     try:
         with Client(

@@ -216,9 +216,15 @@ def main(argv=None):
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     try:
-        result = write_serving_config(args)
+        return run(args)
     except (OSError, ValueError) as error:
         parser.error(str(error))
+
+
+def run(args):
+    """Writes the config the parsed `args` (of `build_arg_parser`) ask for and
+    prints the commands; `mmkeras serving-config` calls it."""
+    result = write_serving_config(args)
     out = result["out"]
     print(
         f"Wrote {out / MODEL_CONFIG_NAME}"

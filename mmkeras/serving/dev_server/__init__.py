@@ -47,7 +47,7 @@ from mmkeras.serving.dev_server.rest_json import parse_predict_body  # noqa: F40
 from mmkeras.serving.dev_server.server import DEFAULT_MAX_BODY_BYTES  # noqa: F401
 from mmkeras.serving.dev_server.server import DevServer  # noqa: F401
 from mmkeras.serving.dev_server.server import build_arg_parser  # noqa: F401
-from mmkeras.serving.dev_server.server import main  # noqa: F401
+from mmkeras.serving.dev_server.server import main, run  # noqa: F401
 from mmkeras.serving.dev_server.signatures import run_signature  # noqa: F401
 from mmkeras.serving.dev_server.signatures import signature_def_of  # noqa: F401
 from mmkeras.serving.warmup import MAX_WARMUP_RECORDS  # noqa: F401

@@ -229,9 +229,16 @@ def main(argv=None):
     Development server: for production run TensorFlow Serving (tensorflow_model_server; ...).
     """
     parser = build_arg_parser()
-    args = parser.parse_args(argv)
+    try:
+        return run(parser.parse_args(argv))
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def run(args):
+    """Serves as the parsed `args` (of `build_arg_parser`) say; `mmkeras serve` calls it."""
     if args.base is None and args.model_config_file is None:
-        parser.error("give BASE, --model-config-file, or both")
+        raise ValueError("give BASE, --model-config-file, or both")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
