@@ -268,7 +268,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
 
     # === Evaluation ===
     report = evaluation.evaluate(
-        model, datasets["test"], labels=data.labels, multi_label=multi_label,
+        model, datasets["test"],  # labels and multi-label: the model's own task
         normal_label=app.evaluation.normal_label, baselines=baseline_models,
         ceilings=demo_ceilings(app, manifest, test.rows, specs, baseline_models),
         out_dir=os.path.join(work_dir, "report"), tensorboard_dir=os.path.join(work_dir, "fused", "tensorboard"),

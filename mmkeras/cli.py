@@ -174,6 +174,7 @@ def _evaluate(args):
     out_dir = args.out or _new_evaluation_dir(work_dir)
     report = evaluation.evaluate(
         model, make_dataset(test, app.specs(), batch_size=app.training.batch_size),
+        # The app's labels: evaluate refuses a model whose own labels differ.
         labels=app.data.labels, multi_label=app.data.multi_label,
         normal_label=app.evaluation.normal_label, headline=app.evaluation.headline,
         out_dir=out_dir)
