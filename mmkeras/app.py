@@ -77,7 +77,8 @@ class App:
         """The manifest's rows validated against this app's inputs, labels and
         column mapping (`mmkeras.data.load_examples`; `options` go to it)."""
         return load_examples(manifest, self.specs(), self.data.label_column, self.data.labels,
-                             multi_label=self.data.multi_label, columns=self.columns(), **options)
+                             multi_label=self.data.multi_label, columns=self.columns(),
+                             allow_outside_paths=self.data.allow_outside_paths, **options)
 
 
 def _accepted_keys(spec):

@@ -60,6 +60,7 @@ class DataConfig:
     validation_fraction: float = _setting(0.15, FRACTION)  # random split, when no split column
     test_fraction: float = _setting(0.15, FRACTION)  # random split, when no split column
     on_error: Literal["raise", "skip"] = "raise"  # skip: drop bad rows and report them
+    allow_outside_paths: bool = False  # file paths may leave the manifest's folder (abs, .., URLs)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

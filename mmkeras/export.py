@@ -7,6 +7,7 @@ its final folder, checked (ops, parity with `model.predict`), then renamed
 into place, so a TF Serving polling `base_dir` never sees half a version.
 """
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -66,7 +67,8 @@ def export(model, base_dir, version=None, *, overwrite=False, sample_inputs=None
     specs = model.specs
     serving_version = serving_minor(serving_version)
     base_dir = os.fspath(base_dir)
-    os.makedirs(base_dir, exist_ok=True)
+    with _clean_write_errors(base_dir):
+        os.makedirs(base_dir, exist_ok=True)
     version = savedmodel.next_version(base_dir) if version is None else int(version)
     final_dir = os.path.join(base_dir, str(version))
     if os.path.exists(final_dir) and not overwrite:
@@ -75,23 +77,37 @@ def export(model, base_dir, version=None, *, overwrite=False, sample_inputs=None
     # TF Serving only loads integer-named folders, so a dot-name stays invisible.
     tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        _write_saved_model(model, tmp_dir)
+        with _clean_write_errors(base_dir):
+            _write_saved_model(model, tmp_dir)
         problems = check_serving_ops(tmp_dir, serving_version)
         if problems:
             raise ExportError(f"The SavedModel would not run on stock TF Serving {serving_version}:\n  "
                               + "\n  ".join(problems))
         samples = sample_inputs or synthetic_inputs(specs)
         check_parity(model, specs, tmp_dir, samples)
-        _write_metadata(tmp_dir, model, version, metrics, serving_version)
-        if warmup:
-            from mmkeras.serving.warmup import write_warmup_requests
+        with _clean_write_errors(base_dir):
+            _write_metadata(tmp_dir, model, version, metrics, serving_version)
+            if warmup:
+                from mmkeras.serving.warmup import write_warmup_requests
 
-            write_warmup_requests(tmp_dir, os.path.basename(os.path.normpath(base_dir)),
-                                  [samples])
+                write_warmup_requests(tmp_dir, os.path.basename(os.path.normpath(base_dir)),
+                                      [samples])
         _move_into_place(tmp_dir, final_dir, version)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return final_dir
+
+
+@contextlib.contextmanager
+def _clean_write_errors(base_dir):
+    """A full, read-only or missing export target is one clear ExportError
+    (TensorFlow's file system raises its own error types, Python's OSError)."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as e:
+        reason = getattr(e, "message", None) or e.strerror or str(e)
+        raise ExportError(f"Could not write the export into {base_dir}: {reason}. Nothing was "
+                          f"added there; earlier versions are untouched.") from e
 
 
 def _move_into_place(tmp_dir, final_dir, version):

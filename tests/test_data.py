@@ -52,6 +52,8 @@ def rewrite_manifest(demo_dir, tmp_path, edit):
 
 
 def load(path, on_error="raise", **kwargs):
+    # Rewritten manifests point at the demo folder's files, outside their own folder.
+    kwargs.setdefault("allow_outside_paths", True)
     return load_examples(path, inspection_specs(), "label", LABELS, on_error=on_error, **kwargs)
 
 
@@ -334,3 +336,26 @@ def test_a_bad_split_value_is_an_error_naming_the_row(demo_dir, tmp_path):
     with pytest.raises(ManifestError, match=r"row 5, column 'split': unknown split 'holdout'; "
                                             r"expected one of \['train', 'val', 'validation', 'test'\]"):
         load(rewrite_manifest(demo_dir, tmp_path, with_split_column(values)))
+
+
+def test_paths_that_leave_the_manifests_folder_are_refused_unless_allowed(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "images").mkdir(parents=True)
+    outside.mkdir()
+    png = encode(np.zeros((4, 4, 3), np.uint8), "PNG")
+    for folder in (data / "images", outside):
+        (folder / "a.png").write_bytes(png)
+    (data / "images" / "link.png").symlink_to(outside / "a.png")
+    (data / "m.csv").write_text("photo,label\nimages/a.png,ok\n../elsewhere/a.png,ok\n"
+                                f"{outside / 'a.png'},ok\nimages/link.png,ok\ngs://bucket/a.png,ok\n")
+    spec = mmk.ImageInput("photo", size=(4, 4))
+    with pytest.raises(ManifestError) as info:
+        load_examples(data / "m.csv", [spec], "label", ["ok", "bad"])
+    assert [(e.row, e.column) for e in info.value.errors] == [(2, "photo"), (3, "photo"), (4, "photo"),
+                                                              (5, "photo")]
+    assert all("leaves the manifest's folder" in e.reason and "allow_outside_paths" in e.reason
+               for e in info.value.errors)
+    (data / "m.csv").write_text(f"photo,label\nimages/a.png,ok\n../elsewhere/a.png,ok\n"
+                                f"{outside / 'a.png'},ok\nimages/link.png,ok\n")
+    examples, _ = load_examples(data / "m.csv", [spec], "label", ["ok", "bad"], allow_outside_paths=True)
+    assert len(examples) == 4

@@ -323,3 +323,33 @@ def test_export_refuses_a_model_that_does_not_describe_its_inputs(tmp_path):
     model = keras.Model({"readings": x}, keras.layers.Dense(2, activation="softmax", name="label")(x))
     with pytest.raises(TypeError, match="MultimodalClassifier"):
         export(model, tmp_path / "plain", warmup=False)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   tf.errors.PermissionDeniedError(None, None, "Read-only file system")])
+def test_a_full_or_read_only_target_is_a_clean_error_and_earlier_versions_stay(tmp_path, monkeypatch, error):
+    export_module = sys.modules["mmkeras.export"]
+    spec = mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])
+    model = mmk.build_unimodal(spec, mmk.Classification(["x", "y"]))
+    base = tmp_path / "models" / "m"
+    first = export(model, base, warmup=False)
+    write = export_module._write_saved_model
+
+    def fail_half_way(model, export_dir):
+        write(model, export_dir)  # the SavedModel is written, then the disk fills up
+        raise error
+
+    monkeypatch.setattr(export_module, "_write_saved_model", fail_half_way)
+    with pytest.raises(ExportError, match=f"Could not write the export into {base}: .*(space|Read-only)"):
+        export(model, base, warmup=False)
+    assert os.listdir(base) == ["1"]  # no half version, no temporary folder
+    assert tf.saved_model.load(first).signatures["serving_default"] is not None
+    monkeypatch.setattr(export_module, "_write_saved_model", write)
+    assert export(model, base, warmup=False).endswith("2")
+
+
+def test_an_export_target_that_is_a_file_is_a_clean_error(tmp_path):
+    spec = mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(ExportError, match="Could not write the export into"):
+        export(mmk.build_unimodal(spec, mmk.Classification(["x", "y"])), tmp_path / "taken", warmup=False)

@@ -104,7 +104,7 @@ def _read_csv(path, f):
 
 
 def load_examples(path, specs, label_column, labels, multi_label=False, on_error="raise",
-                  report_path=None, columns=None):
+                  report_path=None, columns=None, allow_outside_paths=False):
     """Reads and validates a manifest against the modality specs and labels.
 
     Args:
@@ -120,6 +120,10 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
             `<manifest>.skipped.csv`).
         columns: `{input name: manifest column}` for image/audio/text inputs
             whose column is named otherwise (an app's `column:` key).
+        allow_outside_paths: accept file paths that leave the manifest's
+            folder (absolute paths elsewhere, `..`, symlinks out, URLs). Off
+            by default: a manifest from elsewhere cannot make training or
+            validation read arbitrary files.
 
     A `split` column, where the manifest has one and no input reads it, is
     read into `Examples.splits`.
@@ -147,7 +151,7 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
     good, errors = [], []
     for number, row in enumerate(rows, start=1):
         parsed, row_errors = _parse_row(path, base, number, row, specs, label_column, label_ids,
-                                        multi_label, column_of, has_split)
+                                        multi_label, column_of, has_split, allow_outside_paths)
         if row_errors:
             errors.extend(row_errors)
         else:
@@ -192,7 +196,8 @@ def _needed_columns(specs, label_column, column_of):
     return needed
 
 
-def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label, column_of, has_split):
+def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_label, column_of, has_split,
+               allow_outside_paths):
     parsed, errors = {}, []
 
     def fail(column, reason):
@@ -221,7 +226,7 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
             parsed[spec.name] = value if value and value.strip() else ""
         else:
             parsed[spec.name] = _check_file(base, row.get(column_of(spec)), spec,
-                                            lambda r, c=column_of(spec): fail(c, r))
+                                            lambda r, c=column_of(spec): fail(c, r), allow_outside_paths)
     present = [v for spec in specs for v in [parsed.get(spec.name)]
                if v not in ("", None) and not (isinstance(v, list) and all(math.isnan(x) for x in v))]
     if not present and not errors:
@@ -248,14 +253,19 @@ def _parse_number(value, fail):
     return number
 
 
-def _check_file(base, value, spec, fail):
-    """Resolves a path and checks that the file exists and decodes (within the
-    image spec's pixel limit)."""
+def _check_file(base, value, spec, fail, allow_outside_paths):
+    """Resolves a path and checks that it stays in the data root (unless
+    allowed), that the file exists and that it decodes (within the image
+    spec's pixel limit)."""
     kind = spec.kind
     if value is None or str(value).strip() == "":
         return ""
     value = str(value).strip()
     path = value if "://" in value or os.path.isabs(value) else os.path.join(base, value)
+    if not allow_outside_paths and not _inside(base, path):
+        fail(f"path {value!r} leaves the manifest's folder {os.path.abspath(base or '.')}; set "
+             f"data.allow_outside_paths: true (load_examples(allow_outside_paths=True)) to allow it")
+        return ""
     if not tf.io.gfile.exists(path):
         fail(f"file not found: {path}")
         return ""
@@ -275,6 +285,14 @@ def _check_file(base, value, spec, fail):
         fail(f"cannot decode {kind} file {path}: {reason}")
         return ""
     return path
+
+
+def _inside(root, path):
+    """Whether `path` (symlinks resolved) lies in the folder `root`."""
+    if "://" in path:
+        return False
+    root = os.path.realpath(root or ".")
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
 
 
 def raw_file_bytes(path, kind):
