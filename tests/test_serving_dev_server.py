@@ -9,9 +9,11 @@ are shared with the client and config tests.
 import json
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 
 import grpc
@@ -410,6 +412,63 @@ def test_negative_content_length_chunked_bodies_other_methods_and_huge_versions(
     assert status == 200
 
 
+def _rest_workers():
+    return {t for t in threading.enumerate() if t.name.startswith("mmkeras-dev-server-rest-")}
+
+
+def test_rest_pool_is_bounded_and_idle_keep_alive_connections_give_way(models):
+    others = _rest_workers()  # other servers' (the module's `server`)
+    with DevServer(models, rest_port=0, grpc_port=None, poll_seconds=0, threads=2) as server:
+        host, port = server.rest_url.split("//")[1].split(":")
+        idle = [HTTPConnection(host, int(port), timeout=10) for _ in range(2)]
+        for connection in idle:
+            connection.request("GET", "/v1/models/tiny")
+            response = connection.getresponse()
+            assert response.status == 200 and response.getheader("Connection") != "close"
+            response.read()
+        # Both workers now hold idle keep-alive connections: newcomers are still answered.
+        for _ in range(3):
+            status, answer = http("POST", f"{server.rest_url}/v1/models/tiny:predict", _row())
+            assert status == 200 and answer["predictions"][0]["classes"] in LABELS
+        # The worker answering them gave its idle connection up (the other may still hold one).
+        assert 1 <= sum(_closed_by_server(connection) for connection in idle) <= 2
+        assert len(_rest_workers() - others) == 2  # 2 idle + 3 more connections, 2 threads
+
+        # Pipelined requests (the second already read into the handler's buffer) are all answered.
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(b"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+            answer = b""
+            while answer.count(b"AVAILABLE") < 2:
+                chunk = connection.recv(65536)
+                assert chunk, answer
+                answer += chunk
+        # Stopping with an idle keep-alive connection open ends every worker.
+        idle = HTTPConnection(host, int(port), timeout=10)
+        idle.request("GET", "/v1/models/tiny")
+        idle.getresponse().read()
+    assert _rest_workers() - others == set()
+    assert _closed_by_server(idle)
+
+
+def _closed_by_server(connection):
+    connection.sock.settimeout(1.0)
+    try:
+        return connection.sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    finally:
+        connection.close()
+
+
+def test_stalled_request_body_gets_408(server, monkeypatch):
+    from mmkeras.serving.dev_server import rest
+
+    monkeypatch.setattr(rest._RestHandler, "timeout", 0.5)
+    request = b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ins"
+    status, answer = _raw_http(server, request)
+    assert status == 408 and "stalled" in answer["error"]
+
+
 def test_grpc_tensor_declaring_more_elements_than_it_carries_is_invalid(server, grpc_stubs):
     """A few bytes declaring 10^12 strings: INVALID_ARGUMENT, nothing allocated."""
     prediction, _ = grpc_stubs
@@ -571,3 +630,57 @@ def test_warmup_file_parses_and_its_requests_are_answered(tmp_path):
                 tf.make_ndarray(response.outputs["probabilities"]), expected, rtol=1e-6
             )
         channel.close()
+
+
+
+# === Corrupt versions next to a good one ===
+
+
+def test_corrupt_versions_are_logged_and_the_good_one_keeps_serving(tmp_path, caplog):
+    """As TF Serving: a version that fails to load ends with its error, the serving one stays."""
+    live = tmp_path / "live"
+    write_test_savedmodel(live / "1", seed=1)
+    examples = [example(70)]
+    expected = local_predict(live / "1", examples)["probabilities"]
+
+    def still_serving_version_1():
+        np.testing.assert_allclose(_rest_probabilities(server, "live", examples), expected, rtol=1e-6)
+        status, answer = http("GET", f"{server.rest_url}/v1/models/live/versions/1")
+        assert status == 200 and answer["model_version_status"][0]["state"] == "AVAILABLE"
+
+    def logged(level, text):
+        return [r.getMessage() for r in caplog.records if r.levelname == level and text in r.getMessage()]
+
+    with DevServer(tmp_path, rest_port=0, grpc_port=None, poll_seconds=0.2) as server:
+        # Version 2: a graph file that is not a SavedModel proto.
+        (live / "2").mkdir()
+        (live / "2" / "saved_model.pb").write_bytes(b"\x08garbage, not a SavedModel proto")
+        # Version 3, once 2 has failed: a real graph whose variables were cut to nothing.
+        assert wait_until(lambda: _status_versions(server, "live").get(2) == "END")
+        write_test_savedmodel(live / "3", seed=3)
+        for path in (live / "3" / "variables").iterdir():
+            path.write_bytes(b"")
+        assert wait_until(lambda: _status_versions(server, "live").get(3) == "END")
+
+        _, answer = http("GET", f"{server.rest_url}/v1/models/live")
+        states = {int(s["version"]): s for s in answer["model_version_status"]}
+        assert states[1]["state"] == "AVAILABLE"
+        for version in (2, 3):
+            assert states[version]["status"]["error_code"] != "OK"
+            assert len(logged("ERROR", f"model live version {version}:")) == 1
+        assert "Cannot parse file" in states[2]["status"]["error_message"]
+        assert "sstable" in states[3]["status"]["error_message"]  # TensorFlow's DataLoss
+        still_serving_version_1()
+        status, answer = http("POST", f"{server.rest_url}/v1/models/live/versions/3:predict", _row())
+        assert status == 404 and "Specific(live, 3)" in answer["error"]
+
+        # Version 4: a variables folder with nothing in it, which is also what a copy
+        # in progress looks like: not loaded, said once, version 1 serves on.
+        (live / "4" / "variables").mkdir(parents=True)
+        (live / "4" / "saved_model.pb").write_bytes((live / "1" / "saved_model.pb").read_bytes())
+        assert wait_until(lambda: logged("WARNING", "Model live version 4"))
+        time.sleep(0.5)  # more polls: neither failed version is retried, nothing said twice
+        still_serving_version_1()
+        assert 4 not in _status_versions(server, "live")
+        assert len(logged("WARNING", "Model live version 4")) == 1
+        assert len(logged("ERROR", "model live version")) == 2

@@ -24,6 +24,8 @@ answers, on the same folder layout:
   requests in `assets.extra/tf_serving_warmup_requests` run before a version
   becomes available, and a failing one fails the load, as in TF Serving.
 
+Each API answers from a bounded pool of worker threads (`--threads`, default
+8); a REST keep-alive connection gives its worker up while others wait for one.
 It is a development tool: no batching, no authentication, no TLS, and it binds
 127.0.0.1 unless told otherwise. It imports only TensorFlow, TensorFlow Text
 (for the TF Text ops of text models) and the protos of tensorflow-serving-api.

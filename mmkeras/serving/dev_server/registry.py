@@ -41,6 +41,7 @@ class _Model:
         self.available = {}  # version -> Servable
         self.states = {}  # version -> (state, error_code, error_message)
         self.failed = {}  # version -> file stamp of the failed load
+        self.incomplete = set()  # integer folders without a complete SavedModel
 
     def wanted_versions(self, complete):
         """The versions the policy serves among the complete ones."""
@@ -213,6 +214,7 @@ class ModelRegistry:
 
     def _update_versions(self, model):
         complete = version_dirs(model.base_path)
+        self._note_incomplete(model, complete)
         wanted = model.wanted_versions(complete)
         for version in sorted(wanted - set(model.available)):
             self._load(model, version, complete[version])
@@ -223,6 +225,20 @@ class ModelRegistry:
                     del model.available[version]
                     model.states[version] = ("END", "OK", "")
                 _LOG.info("Unloaded model %s version %d", model.name, version)
+
+    def _note_incomplete(self, model, complete):
+        # TF Serving would try (and fail) to load a version folder whose files
+        # are not all there; this server waits, as for a copy in progress,
+        # and says so once per folder rather than staying silent.
+        folders = {int(p.name) for p in _subdirs(model.base_path) if is_version_name(p.name)}
+        incomplete = folders - set(complete)
+        for version in sorted(incomplete - model.incomplete):
+            _LOG.warning(
+                "Model %s version %d: %s has no saved_model.pb or no variables/variables.index "
+                "yet; waiting for it to be complete.",
+                model.name, version, model.base_path / str(version),
+            )
+        model.incomplete = incomplete
 
     def _load(self, model, version, path):
         stamp = _file_stamp(path)

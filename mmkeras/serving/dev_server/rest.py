@@ -5,14 +5,21 @@
 - `POST .../{name}[...]:predict`: row or columnar JSON, see `rest_json`.
 
 Errors answer `{"error": "..."}` with TF Serving's HTTP status for the
-error's code. Bodies have a size limit (HTTP 413 beyond it).
+error's code. Bodies have a size limit (HTTP 413 beyond it). Connections are
+served by a bounded pool of worker threads (`RestServer`).
 """
 
 import http.server
 import json
 import logging
+import queue
 import re
+import selectors
 import socket
+import socketserver
+import sys
+import threading
+import time
 import urllib.parse
 
 from google.protobuf import json_format
@@ -39,6 +46,10 @@ _GET_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE,
 )
+# How long a worker waits on an idle keep-alive connection before it looks
+# whether other connections wait for a worker (and then closes this one).
+_IDLE_TICK_SECONDS = 0.2
+_STOP_SECONDS = 10.0  # server_close waits this long for answers in progress
 
 
 def _version_number(text):
@@ -141,6 +152,47 @@ class RestApi:
 class _RestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "mmkeras-dev-server"
+    # Each read of a request (a header line, the body) must arrive within
+    # this many seconds: a stalled client must not hold a worker for ever.
+    timeout = 30
+    # Headers and body go out as two writes; with Nagle's algorithm the
+    # second waits for the client's delayed ACK (about 40 ms per keep-alive answer).
+    disable_nagle_algorithm = True
+
+    def handle(self):
+        # BaseHTTPRequestHandler.handle, with a fair wait between requests.
+        self.close_connection = False
+        while not self.close_connection and self._next_request_arrives():
+            self.handle_one_request()
+
+    def _next_request_arrives(self):
+        """Waits for the connection's next request; False to close it instead.
+
+        With a bounded pool, a worker waiting on an idle keep-alive connection
+        would starve connections queued for a worker: it gives the idle one up
+        (closes it, as HTTP/1.1 lets a server do) once another waits, or the
+        server stops.
+        """
+        if self._request_buffered():
+            return True
+        # A selector, not select(): that fails on descriptors past 1024.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.connection, selectors.EVENT_READ)
+            while not selector.select(_IDLE_TICK_SECONDS):
+                if self.server.busy():
+                    return False
+        return True
+
+    def _request_buffered(self):
+        # A pipelined request may already sit in rfile's buffer, where the
+        # selector cannot see it: peek without blocking.
+        try:
+            self.connection.setblocking(False)
+            return bool(self.rfile.peek(1))
+        except OSError:
+            return False
+        finally:
+            self.connection.settimeout(self.timeout)
 
     def do_GET(self):
         self._handle("GET")
@@ -161,8 +213,12 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         try:
             body = self._read_body() if method == "POST" else b""
-            if body is None:
-                return
+        except TimeoutError:
+            self._send(408, {"error": f"The request body stalled for {self.timeout} s."}, close=True)
+            return
+        if body is None:
+            return
+        try:
             if not re.match(r"(?i)/v1/", path):
                 self._send(404, {"error": f"Not found: {method} {path}"})
                 return
@@ -252,20 +308,30 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        if close:
+        # A keep-alive connection gives its worker up to connections waiting for one.
+        if close or self.server.busy():
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
 
-class RestServer(http.server.ThreadingHTTPServer):
-    """The REST API over HTTP/1.1, a thread per connection.
+class RestServer(socketserver.TCPServer):
+    """The REST API over HTTP/1.1, served by a bounded pool of worker threads.
+
+    One thread (`serve_forever`) accepts connections and queues them;
+    `threads` workers each serve one connection at a time, request after
+    request while the client keeps it alive. A worker hands its connection
+    back when others wait for a worker: the answer says `Connection: close`,
+    and an idle connection is closed after a short wait, so a few idle
+    keep-alive clients cannot starve the rest. `server_close` lets answers in
+    progress finish and closes queued and idle connections.
 
     Args:
         address: `(host, port)` to bind; port 0 picks a free one.
         api: the `RestApi` answering requests.
         max_body_bytes: largest request body accepted.
+        threads: worker threads, the most requests answered at once.
 
     Example:
 
@@ -277,12 +343,58 @@ class RestServer(http.server.ThreadingHTTPServer):
     >>> server.server_close()
     """
 
-    daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog: many clients may connect at once
 
-    def __init__(self, address, api, max_body_bytes):
+    def __init__(self, address, api, max_body_bytes, threads=8):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, received {threads}.")
         self.api = api
         self.max_body_bytes = max_body_bytes
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.address_family = family
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._connections = queue.Queue()  # accepted, waiting for a worker; None stops one
+        self._stopping = threading.Event()
+        self._workers = []
         super().__init__(address, _RestHandler)
+        for index in range(threads):
+            worker = threading.Thread(
+                target=self._work, name=f"mmkeras-dev-server-rest-{index}", daemon=True
+            )
+            worker.start()
+            self._workers.append(worker)
+
+    def busy(self):
+        """True when connections wait for a worker, or the server stops."""
+        return self._stopping.is_set() or not self._connections.empty()
+
+    def process_request(self, request, client_address):
+        # serve_forever's thread only queues: the workers answer.
+        self._connections.put((request, client_address))
+
+    def _work(self):
+        while (item := self._connections.get()) is not None:
+            request, client_address = item
+            try:
+                if not self._stopping.is_set():
+                    self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        # A client hanging up mid-answer is routine, not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            _LOG.debug("Connection from %s lost", client_address, exc_info=True)
+        else:
+            _LOG.exception("Error serving a connection from %s", client_address)
+
+    def server_close(self):
+        """Closes the socket and stops the workers (after `shutdown()`, if serving)."""
+        super().server_close()
+        self._stopping.set()
+        for _ in self._workers:
+            self._connections.put(None)  # after the queued connections, which get closed
+        deadline = time.monotonic() + _STOP_SECONDS
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))

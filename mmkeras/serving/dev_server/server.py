@@ -24,6 +24,7 @@ from mmkeras.serving.dev_server.rest import RestServer
 _LOG = logging.getLogger("mmkeras.serving")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_THREADS = 8
 
 
 class DevServer:
@@ -44,7 +45,9 @@ class DevServer:
             0 or less turns polling off (call `refresh()` yourself).
         max_body_bytes: largest REST body (and gRPC message) accepted; larger
             REST bodies get HTTP 413.
-        threads: worker threads for gRPC (REST uses a thread per connection).
+        threads: worker threads of each API (REST and gRPC): the most
+            requests each answers at once. A REST keep-alive connection holds
+            a worker only while no other connection waits for one.
 
     Example:
 
@@ -64,13 +67,13 @@ class DevServer:
         grpc_port=8500,
         poll_seconds=2.0,
         max_body_bytes=DEFAULT_MAX_BODY_BYTES,
-        threads=8,
+        threads=DEFAULT_THREADS,
     ):
         self.registry = ModelRegistry(base_path, model_config_file)
         self.host = host
         self.poll_seconds = poll_seconds
         self.max_body_bytes = int(max_body_bytes)
-        self.threads = threads
+        self.threads = int(threads)
         self._requested_ports = (rest_port, grpc_port)
         self.rest_port = None
         self.grpc_port = None
@@ -137,7 +140,7 @@ class DevServer:
 
     def _start_rest(self, port):
         api = RestApi(self.registry)
-        self._rest = RestServer((self.host, port), api, self.max_body_bytes)
+        self._rest = RestServer((self.host, port), api, self.max_body_bytes, self.threads)
         self.rest_port = self._rest.server_address[1]
         self._rest_thread = threading.Thread(
             target=self._rest.serve_forever,
@@ -212,6 +215,8 @@ def build_arg_parser(parser=None):
     parser.add_argument("--poll-seconds", type=float, default=2.0)
     parser.add_argument("--model-config-file", help="TF Serving models.config")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="worker threads of each API: the most requests each answers at once")
     return parser
 
 
@@ -251,6 +256,7 @@ def run(args):
         grpc_port=None if args.no_grpc else args.grpc_port,
         poll_seconds=args.poll_seconds,
         max_body_bytes=args.max_body_bytes,
+        threads=args.threads,
     )
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
