@@ -44,3 +44,23 @@ def test_two_modality_benchmark_reports_fused_and_both_baselines(tmp_path, capsy
     (run,) = json.loads(out.read_text())["runs"]
     assert set(run["scores"]) == {"model", "digit_image only", "spoken_digit only"}
     assert "| spoken_digit only |" in capsys.readouterr().out
+
+
+def test_serving_load_benchmark_reports_every_figure_without_errors(tmp_path, capsys):
+    import serving_load
+
+    out = tmp_path / "serving_load.json"
+    assert serving_load.main(["--clients", "4", "--requests", "3", "--ratio-clients", "2", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert [(r["protocol"], r["clients"], r["batch"]) for r in record["runs"]] == [
+        ("rest", 4, 1), ("rest", 4, 32), ("rest", 2, 32), ("grpc", 4, 1), ("grpc", 4, 32)]
+    assert [r["callers"] for r in record["in_process"]] == [1, 2]
+    for run in record["runs"] + record["in_process"]:
+        assert run["errors"] == 0 and run["requests"] == 3 * run.get("clients", run.get("callers"))
+        assert all(run[key] > 0 for key in ("requests_per_s", "examples_per_s", "p50_ms", "p99_ms"))
+    server = record["server"]
+    assert record["errors"] == 0 and server["exit_code"] == 0
+    assert server["rss_start_mib"] > 0 and server["rss_peak_mib"] >= server["rss_end_mib"] > 0
+    assert server["within_margin"] in (True, False) and record["ratio"]["value"] > 0
+    table = capsys.readouterr().out
+    assert "| rest | 4 | 32 | 12 | 0 |" in table and "server RSS (MiB)" in table and "target >= 0.7" in table
