@@ -131,6 +131,7 @@ def test_load_app_rejects_bad_configs(tmp_path):
         load_app(tmp_path)
 
 
+@pytest.mark.slow  # minutes per app; the default run checks fusion on tests/test_learning.py's data
 @pytest.mark.parametrize("name", APPS)
 def test_fused_model_beats_every_unimodal_baseline(name, tmp_path):
     # A reduced but learnable setting: 700 demo examples, 12 epochs.

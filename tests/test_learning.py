@@ -77,7 +77,9 @@ def test_each_cue_alone_says_nothing_about_the_label():
     np.testing.assert_array_equal(labels, bright ^ alpha)  # both together decide it
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+# The default run learns with one fusion; the others are long runs (`pytest -m slow`).
+@pytest.mark.parametrize("fusion", [pytest.param(f, marks=() if f == "concat" else pytest.mark.slow)
+                                    for f in FUSIONS])
 def test_every_fusion_learns_a_label_that_needs_both_modalities(fusion):
     keras.utils.set_random_seed(0)
     options = {} if fusion == "transformer" else {"hidden_dim": 32}
