@@ -42,8 +42,10 @@ def main():
     examples = args.batch_size * (args.steps + 1)
     _, (train, _, test) = prepare_data(app, None, tmp, num_examples=int(examples / 0.7) + 1)
     specs = app.specs()
-    train_ds = make_dataset(train, specs, batch_size=args.batch_size, training=True).repeat()
     model = build_app_model(app, specs, train)
+    # A model with auxiliary heads (inspection) takes the label once per head.
+    train_ds = training.with_labels_for(
+        model, make_dataset(train, specs, batch_size=args.batch_size, training=True).repeat())
     training.compile_model(model, multi_label=app.data.multi_label, jit_compile=args.jit)
     model.fit(train_ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace + warm up
 
