@@ -487,3 +487,10 @@ def test_killed_run_resumes_from_backup(tmp_path, backup_steps, restored_iterati
     best = keras.models.load_model(out_dir / "checkpoints" / "best.keras")
     logs = best.evaluate(worker.make_dataset(seed=2), verbose=0, return_dict=True)
     assert logs["loss"] == pytest.approx(min(all_val_losses), rel=1e-5)
+
+
+def test_xla_is_refused_for_text_inputs_with_a_plain_message():
+    spec = mmk.TextInput("note", vocabulary=["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "good"])
+    model = mmk.build_unimodal(spec, mmk.Classification(["a", "b"]))
+    with pytest.raises(ValueError, match=r"jit_compile=True cannot compile a model with text inputs \['note'\]"):
+        training.compile_model(model, jit_compile=True)

@@ -120,6 +120,8 @@ def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="ada
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"Expected label_smoothing in [0, 1]; received {label_smoothing}.")
+    if jit_compile:
+        _check_xla_inputs(model)
     if multi_label is None:
         multi_label = is_multi_label(model)
     output_names = list(model.output_names)
@@ -143,6 +145,18 @@ def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="ada
             steps_per_execution=steps_per_execution,
         )
     return model
+
+
+def _check_xla_inputs(model):
+    # XLA compiles numeric tensors only; a text input is tokenized inside the
+    # model, so its train step cannot be XLA-compiled (TF's own error says
+    # "tf2xla conversion failed" deep in the first step).
+    inputs = model.input if isinstance(model.input, dict) else {"input": model.input}
+    strings = [name for name, tensor in inputs.items() if tensor.dtype == "string"]
+    if strings:
+        raise ValueError(f"jit_compile=True cannot compile a model with text inputs {strings} (XLA "
+                         f"takes no strings; the tokenizer runs in the model). Set "
+                         f"training.jit_compile: false for this model.")
 
 
 def _head_loss_and_metrics(multi_label, label_smoothing, num_classes):
