@@ -46,6 +46,27 @@ def test_two_modality_benchmark_reports_fused_and_both_baselines(tmp_path, capsy
     assert "| spoken_digit only |" in capsys.readouterr().out
 
 
+def test_ratio_benchmarks_produce_every_figure_with_its_target(tmp_path):
+    """`python -m benchmarks --quick`: every module runs once, tiny, and each
+    target figure comes with a median, a spread and whether it is met."""
+    import subprocess
+
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--repeats", "1", "--out", str(out)],
+                            cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (figures_by_module,) = json.loads(out.read_text())["runs"].values()
+    figures = {key: entry for module in figures_by_module.values() for key, entry in module.items()}
+    for key in ("train_step_ratio", "fit_throughput_ratio", "serving_ratio_batch_1", "serving_ratio_batch_32",
+                "rest_ratio", "flops_ratio", "import_ratio"):
+        assert figures[key]["median"] > 0 and "met" in figures[key], key
+    # --quick measures one app's memory (the full run: all three).
+    assert figures["train_peak_rss_gib_sentiment"]["median"] > 0
+    assert figures["export_peak_rss_gib_sentiment"]["median"] > 0
+    assert any(key.startswith("slope") for key in figures)  # step time against sizes
+    assert "| float32 | overhead | train_step_ratio |" in result.stdout
+
+
 def test_serving_load_benchmark_reports_every_figure_without_errors(tmp_path, capsys):
     import serving_load
 

@@ -1,0 +1,1 @@
+"""The benchmarks of mmkeras (see README.md here); `python -m benchmarks` runs the ratio figures."""
