@@ -345,17 +345,6 @@ def test_interrupted_run_leaves_no_manifest(tmp_path, monkeypatch):
     assert all((out_dir / row["voice"]).exists() for row in read_manifest(manifest)[1])
 
 
-def test_per_app_functions_match_generate(tmp_path):
-    for name, function in [
-        ("sentiment", demo.generate_sentiment),
-        ("medical", demo.generate_medical),
-        ("inspection", demo.generate_inspection),
-    ]:
-        direct = function(tmp_path / name / "direct", num_examples=2, seed=9, image_size=32)
-        general = demo.generate(name, tmp_path / name / "general", num_examples=2, seed=9, image_size=32)
-        assert folder_digest(direct.parent) == folder_digest(general.parent)
-
-
 @pytest.mark.parametrize(
     "kwargs, message",
     [
