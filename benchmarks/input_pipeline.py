@@ -83,6 +83,25 @@ def _jit_applies(jit, specs):
     return jit
 
 
+def compiled_model_on_jpegs(tmp, num_examples, precision, jit, image_size=None):
+    """The sentiment app's compiled model and `num_examples` of its demo data as
+    JPEG + WAV + text files in `tmp`, in a fresh Keras session (memory stays
+    flat over repeats). Returns `(app, specs, examples, model, jit applied)`."""
+    from mmkeras import training
+    from mmkeras.app import build_app_model, load_app
+
+    keras.utils.clear_session()
+    training.set_precision(precision)
+    app = load_app(APP)
+    specs = app.specs()
+    size = image_size or next(spec.size[0] for spec in specs if spec.kind == "image")
+    examples, _ = app.load_examples(_jpeg_manifest(tmp, num_examples, size))
+    model = build_app_model(app, specs, examples)
+    jit = _jit_applies(jit, specs)
+    training.compile_model(model, multi_label=app.data.multi_label, jit_compile=jit)
+    return app, specs, examples, model, jit
+
+
 def _decoded_once(dataset):
     """All (inputs, labels) of a batched, unshuffled dataset as numpy arrays."""
     batches = [(x, y) for x, y in dataset]
@@ -122,24 +141,15 @@ def measure(quick=False, precision="float32", jit=False, batch_size=32, steps=No
     import tensorflow as tf
 
     from mmkeras import training
-    from mmkeras.app import build_app_model, load_app
     from mmkeras.data.pipeline import make_dataset
 
     steps = steps or (3 if quick else 16)
     repeats = repeats or (1 if quick else 4)
-    keras.utils.clear_session()  # a fresh graph per repetition: memory stays flat over repeats
-    training.set_precision(precision)
     tmp = tempfile.mkdtemp(prefix="mmk_input_pipeline_")
     try:
-        app = load_app(APP)
-        specs = app.specs()
-        size = image_size or next(spec.size[0] for spec in specs if spec.kind == "image")
         # One epoch = every training example once: the cache is full after the warm-up.
-        manifest = _jpeg_manifest(tmp, steps * batch_size, size)
-        examples, _ = app.load_examples(manifest)
-        model = build_app_model(app, specs, examples)
-        jit = _jit_applies(jit, specs)
-        training.compile_model(model, multi_label=app.data.multi_label, jit_compile=jit)
+        _, specs, examples, model, jit = compiled_model_on_jpegs(tmp, steps * batch_size, precision, jit,
+                                                                image_size)
 
         x, y = _decoded_once(make_dataset(examples, specs, batch_size=batch_size, cache=False))
         # No `.repeat()`: each fit call reads one whole epoch, as `fit(..., epochs=n)`

@@ -38,7 +38,6 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-APP = "apps/sentiment"
 BATCH_SIZES = (1, 32)
 
 
@@ -50,28 +49,19 @@ def _timed(fn):
 
 def measure(quick=False, precision="float32", jit=False, calls=None, latency_calls=None):
     """One repetition of figure 3; returns ratios and per-call milliseconds."""
-    import keras
     import tensorflow as tf
 
-    from benchmarks.input_pipeline import _jit_applies, _jpeg_manifest
+    from benchmarks.input_pipeline import compiled_model_on_jpegs
     from mmkeras import training
-    from mmkeras.app import build_app_model, load_app, raw_examples
+    from mmkeras.app import raw_examples
     from mmkeras.data.decode import decode_batch
     from mmkeras.export import export
 
     calls = calls or (5 if quick else 40)
     latency_calls = latency_calls or (30 if quick else 300)
-    keras.utils.clear_session()  # a fresh graph per repetition: memory stays flat over repeats
-    training.set_precision(precision)
     tmp = tempfile.mkdtemp(prefix="mmk_serving_overhead_")
     try:
-        app = load_app(APP)
-        specs = app.specs()
-        manifest = _jpeg_manifest(tmp, max(BATCH_SIZES), next(s.size[0] for s in specs if s.kind == "image"))
-        examples, _ = app.load_examples(manifest)
-        model = build_app_model(app, specs, examples)
-        jit = _jit_applies(jit, specs)
-        training.compile_model(model, multi_label=app.data.multi_label, jit_compile=jit)
+        _, specs, examples, model, jit = compiled_model_on_jpegs(tmp, max(BATCH_SIZES), precision, jit)
         path = export(model, os.path.join(tmp, "savedmodels", "sentiment"), warmup=False)
         loaded = tf.saved_model.load(path)
         signature = loaded.signatures["serving_default"]
