@@ -379,3 +379,17 @@ def test_frozen_text_encoder_gets_no_gradient():
     encoder_paths = {v.path for v in encoder.weights}
     assert not encoder_paths & {v.path for v in model.trainable_variables}
     assert zero_gradient_weights(model, {"review": TEXTS}, LABELS) == []
+
+
+def test_text_is_cut_to_max_characters_in_the_model_before_tokenizing():
+    """The bound on what one (served) text costs is a spec setting, kept in the model's config."""
+    spec = mmk.TextInput("note", vocabulary=["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "a", "b"],
+                         sequence_length=8, max_characters=3)
+    model = mmk.build_unimodal(spec, mmk.Classification(["x", "y"]))
+    assert model.get_layer("note_tokenizer").max_characters == 3
+    assert mmk.MultimodalClassifier.from_config(model.get_config()).specs[0].max_characters == 3
+    short, long = model.predict(tf.data.Dataset.from_tensor_slices({"note": ["a b", "a b" + " a" * 10**6]}).batch(2),
+                                verbose=0)
+    np.testing.assert_allclose(short, long, atol=1e-6)  # the rest of the long text never reaches the model
+    with pytest.raises(ValueError, match="max_characters must be >= 1"):
+        mmk.TextInput("note", max_characters=0)

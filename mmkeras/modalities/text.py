@@ -44,6 +44,9 @@ class TextInput(Modality):
         vocabulary_size: size of the vocabulary `adapt()` learns.
         lowercase: lowercase before WordPiece (learned vocabularies only).
         trainable: `False` freezes the encoder.
+        max_characters: each text is cut to this many characters before it
+            is tokenized, in the model and so in the serving graph: a bound
+            on what one request costs. Default `32 * sequence_length`.
 
     Example:
     >>> spec = TextInput("review", encoder="bert_tiny", sequence_length=16)
@@ -56,7 +59,8 @@ class TextInput(Modality):
     kind = "text"
 
     def __init__(self, name, encoder="cnn", sequence_length=64, weights=None,
-                 vocabulary=None, vocabulary_size=2000, lowercase=True, trainable=True):
+                 vocabulary=None, vocabulary_size=2000, lowercase=True, trainable=True,
+                 max_characters=None):
         super().__init__(name)
         check_encoder(encoder, weights)
         self.encoder = encoder
@@ -66,6 +70,9 @@ class TextInput(Modality):
         self.vocabulary_size = int(vocabulary_size)
         self.lowercase = bool(lowercase)
         self.trainable = bool(trainable)
+        self.max_characters = None if max_characters is None else int(max_characters)
+        if self.max_characters is not None and self.max_characters < 1:
+            raise ValueError(f"TextInput max_characters must be >= 1. Received: {max_characters}")
 
     def keras_input(self):
         return keras.Input(shape=(), dtype="string", name=self.name)
@@ -94,7 +101,8 @@ class TextInput(Modality):
         presence = TextPresence(name=f"{self.name}_presence")(x)
         tokenizer, backbone, family = self._tokenizer_and_backbone()
         token_ids, padding_mask = TextTokenizer(
-            tokenizer, self.sequence_length, name=f"{self.name}_tokenizer", **packing(tokenizer, family))(x)
+            tokenizer, self.sequence_length, name=f"{self.name}_tokenizer", max_characters=self.max_characters,
+            **packing(tokenizer, family))(x)
         available = {"token_ids": token_ids, "padding_mask": padding_mask}
         if "segment_ids" in backbone.input:
             available["segment_ids"] = ZerosLike(name=f"{self.name}_segment_ids")(token_ids)
@@ -141,7 +149,7 @@ class TextInput(Modality):
         return {"name": self.name, "encoder": self.encoder, "sequence_length": self.sequence_length,
                 "weights": self.weights, "vocabulary": self.vocabulary,
                 "vocabulary_size": self.vocabulary_size, "lowercase": self.lowercase,
-                "trainable": self.trainable}
+                "trainable": self.trainable, "max_characters": self.max_characters}
 
 
 def packing(tokenizer, family):
