@@ -39,12 +39,20 @@ def make_dataset(examples, specs, *, batch_size=32, training=False, seed=0, cach
 
 
 def finish(raw, specs, *, batch_size, training, seed=0, cache=False, size=None):
-    """Decodes raw-bytes examples, then caches, shuffles, batches, augments, prefetches."""
+    """Decodes raw-bytes examples, then caches, shuffles, batches, augments, prefetches.
+
+    Without a cache, training examples are shuffled while still encoded: a
+    buffer of decoded examples holds gigabytes, and each epoch would decode a
+    whole buffer before its first batch (benchmarks/input_pipeline.py).
+    """
+    buffer = min(size or 10_000, 10_000)
+    if training and not cache:
+        raw = raw.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = raw.map(lambda x, y: (decode_example(x, specs), y), num_parallel_calls=AUTOTUNE)
     if cache:
         dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(min(size or 10_000, 10_000), seed=seed, reshuffle_each_iteration=True)
+        if training:
+            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     augmented = [spec for spec in specs if spec.kind == "image" and spec.augment]
     for spec in augmented if training else []:
