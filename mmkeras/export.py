@@ -105,7 +105,7 @@ def _clean_write_errors(base_dir):
     try:
         yield
     except (OSError, tf.errors.OpError) as e:
-        reason = getattr(e, "message", None) or e.strerror or str(e)
+        reason = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
         raise ExportError(f"Could not write the export into {base_dir}: {reason}. Nothing was "
                           f"added there; earlier versions are untouched.") from e
 
