@@ -51,6 +51,7 @@ def test_two_modality_benchmark_reports_fused_and_both_baselines(tmp_path, capsy
     assert "| spoken_digit only |" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 3 minutes on 2 cores (tracing a dozen models, training and exporting an app)
 def test_ratio_benchmarks_produce_every_figure_with_its_target(tmp_path):
     """`python -m benchmarks --quick`: every module runs once, tiny, and each
     target figure comes with a median, a spread and whether it is met."""
