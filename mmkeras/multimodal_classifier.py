@@ -41,10 +41,6 @@ class MultimodalClassifier(keras.Model):
         self.task = task if isinstance(task, Classification) else Classification.from_config(task)
         _check_inputs(self.input, self.specs)
 
-    @property
-    def labels(self):
-        return self.task.labels
-
     def get_config(self):
         return {**super().get_config(), "specs": [modalities.to_config(spec) for spec in self.specs],
                 "task": self.task.get_config()}

@@ -130,8 +130,21 @@ def aux_output_names(model):
     return [name for name in model.output if name.endswith(AUX_SUFFIX)]
 
 
+def task_of(model):
+    """The model's `Classification` (a `MultimodalClassifier` carries one);
+    None for a model built elsewhere, which says nothing about its task.
+
+    Example:
+    >>> import keras
+    >>> x = keras.Input((2,))
+    >>> task_of(keras.Model(x, keras.layers.Dense(2)(x))) is None
+    True
+    """
+    return getattr(model, "task", None)
+
+
 def is_multi_label(model):
-    """What the model's task says; a model built elsewhere (no `task`) is
-    single-label unless the caller says otherwise."""
-    task = getattr(model, "task", None)
+    """What the model's task says; a model built elsewhere is single-label
+    unless the caller says otherwise."""
+    task = task_of(model)
     return bool(task is not None and task.multi_label)

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from mmkeras.evaluation.metrics import confusion_matrix
 from mmkeras.evaluation.plots import confusion_matrix_figure, png_bytes
-from mmkeras.evaluation.predict import head_output, model_task
+from mmkeras.evaluation.predict import head_output
+from mmkeras.tasks import is_multi_label
 from mmkeras.evaluation.tensorboard import png_to_image_batch
 
 
@@ -42,7 +43,7 @@ class ConfusionMatrixCallback(keras.callbacks.Callback):
         self._disabled = False
 
     def on_train_begin(self, logs=None):
-        if getattr(model_task(self.model), "multi_label", False):
+        if is_multi_label(self.model):
             warnings.warn("ConfusionMatrixCallback is for single-label models; the 'label' head "
                           "is multi-label, so no confusion matrix is written.")
             self._disabled = True

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from mmkeras.evaluation.metrics import LOWER_IS_BETTER, classification_metrics, default_headline, headline_value
 from mmkeras.evaluation.plots import write_plots
-from mmkeras.evaluation.predict import as_predict_fn, head_output, model_input_names, model_predict_fn, model_task
+from mmkeras.evaluation.predict import as_predict_fn, head_output, model_input_names, model_predict_fn
+from mmkeras.tasks import task_of
 from mmkeras.evaluation.report import fractions_of_ceiling, json_clean, write_report
 from mmkeras.evaluation.robustness import (
     DEFAULT_ROBUSTNESS_PROBABILITIES,
@@ -63,7 +64,7 @@ def _collect(dataset, multi_label, max_examples, verbose):
 def _task_settings(model, labels, multi_label):
     """Labels and multi-label from the arguments, else from the model's task;
     both given must agree with the task, so a report never mislabels classes."""
-    task = model_task(model)
+    task = task_of(model)
     if task is None:
         if labels is None:
             raise ValueError("evaluate needs `labels=` for a model without a task "
@@ -79,7 +80,7 @@ def _task_settings(model, labels, multi_label):
 
 def _threshold(model):
     # Multi-label predictions at the head's own threshold, as the export answers.
-    return float(getattr(model_task(model), "threshold", 0.5))
+    return float(getattr(task_of(model), "threshold", 0.5))
 
 
 def _unimodal_prob(model, inputs, input_name, batch_size):

@@ -1,8 +1,8 @@
 """Running a model on in-memory inputs, and finding its classification head.
 
 A `MultimodalClassifier` says what it classifies in `model.task` (labels,
-`multi_label`, `threshold`); `model_task` reads it, and `head_output` picks
-the label probabilities out of a model's (or a dataset's) outputs.
+`multi_label`, `threshold`; `mmkeras.tasks.task_of` reads it); `head_output`
+picks the label probabilities out of a model's (or a dataset's) outputs.
 """
 
 import keras
@@ -10,18 +10,6 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.tasks import label_output
-
-
-def model_task(model):
-    """The model's `Classification` (labels, `multi_label`, `threshold`); None
-    for a model built elsewhere, which says nothing about its task.
-
-    Example:
-    >>> x = keras.Input((2,))
-    >>> model_task(keras.Model(x, keras.layers.Dense(2, name="logits")(x))) is None
-    True
-    """
-    return getattr(model, "task", None)
 
 
 def head_output(outputs):
