@@ -11,6 +11,7 @@ IMAGENET_STD = [58.395, 57.12, 57.375]
 # OpenAI CLIP's image statistics (0..1 units in its preprocessor config).
 CLIP_MEAN = [255.0 * m for m in (0.48145466, 0.4578275, 0.40821073)]
 CLIP_STD = [255.0 * s for s in (0.26862954, 0.26130258, 0.27577711)]
+POOLINGS = ("avg", "max", "avg_max")
 
 
 class ImageInput(Modality):
@@ -47,9 +48,14 @@ class ImageInput(Modality):
             serving graph and the data pipeline refuse a larger image
             before decoding it (a decompression bomb is a few bytes).
 
-    The encoding's `pooled` is the average of a CNN's feature map or a
-    transformer's own summary (class token, SigLIP's attention pooling);
-    its `tokens` (feature-map cells or patch tokens) feed attention fusion.
+        pooling: how a CNN's feature map becomes one vector: `"avg"` (the
+            mean over cells), `"max"` (the strongest response, which a small
+            detail keeps where the mean dilutes it by the number of cells)
+            or `"avg_max"` (both, concatenated). Transformer backbones keep
+            their own summary (class token, SigLIP's attention pooling).
+
+    The encoding's `pooled` is that vector; its `tokens` (feature-map cells or
+    patch tokens) feed attention fusion.
 
     Example:
     >>> spec = ImageInput("photo", size=(32, 32), backbone="tiny_cnn")
@@ -62,8 +68,11 @@ class ImageInput(Modality):
     kind = "image"
 
     def __init__(self, name, size=(224, 224), backbone="small_cnn", weights=None,
-                 trainable=True, augment=False, max_pixels=DEFAULT_MAX_PIXELS):
+                 trainable=True, augment=False, max_pixels=DEFAULT_MAX_PIXELS, pooling="avg"):
         super().__init__(name)
+        if pooling not in POOLINGS:
+            raise ValueError(f"ImageInput pooling must be one of {POOLINGS}. Received: {pooling!r}")
+        self.pooling = pooling
         self.size = tuple(int(s) for s in size)
         self.max_pixels = int(max_pixels)
         self.backbone = backbone
@@ -102,7 +111,7 @@ class ImageInput(Modality):
             pooled = keras.layers.Identity(name=f"{self.name}_pool")(features["pooled"])
             tokens = features["tokens"]
         else:
-            pooled = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool")(features)
+            pooled = _pool(features, self.pooling, self.name)
             tokens = keras.layers.Reshape((-1, features.shape[-1]), name=f"{self.name}_tokens")(features)
         token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
         return Encoded(pooled, tokens, token_mask, presence)
@@ -110,7 +119,18 @@ class ImageInput(Modality):
     def get_config(self):
         return {"name": self.name, "size": list(self.size), "backbone": self.backbone,
                 "weights": self.weights, "trainable": self.trainable, "augment": self.augment,
-                "max_pixels": self.max_pixels}
+                "max_pixels": self.max_pixels, "pooling": self.pooling}
+
+
+def _pool(features, pooling, name):
+    """`[B, H, W, C]` -> `[B, C]` (`[B, 2C]` for avg_max), named `<name>_pool`."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(features)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name=f"{name}_pool")(features)
+    return keras.layers.Concatenate(name=f"{name}_pool")([
+        keras.layers.GlobalAveragePooling2D(name=f"{name}_avg_pool")(features),
+        keras.layers.GlobalMaxPooling2D(name=f"{name}_max_pool")(features)])
 
 
 def _normalization(mode, name):
