@@ -200,12 +200,13 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_keras_file_round_trip_for_every_fusion(fusion, tmp_path):
-    """Other encoders, windows, multi-label and auxiliary heads: all reload exactly."""
+    """Other encoders, poolings, windows, audio augmentation, multi-label, auxiliary heads: exact reloads."""
     specs = [
-        mmk.ImageInput("photo", size=(16, 16)),
+        mmk.ImageInput("photo", size=(16, 16), pooling="avg_max"),
         mmk.TextInput("review", encoder="deberta_v3_tiny" if fusion in ("gated", "transformer")
                       else "roberta_tiny", sequence_length=8, vocabulary_size=100),
-        mmk.AudioInput("voice", sample_rate=4000, seconds=0.25, num_mels=16, encoder="transformer"),
+        mmk.AudioInput("voice", sample_rate=4000, seconds=0.25, num_mels=16, encoder="transformer",
+                       waveform_augment=True),
         mmk.SensorInput("readings", features=["t", "v", "i"], window=4),
     ]
     x = four_inputs()

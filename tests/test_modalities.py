@@ -15,6 +15,7 @@ from mmkeras import modalities
 from mmkeras.audio import LogMelSpectrogram, SpecAugment
 from mmkeras.modalities.missing import SplitMissing, SplitMissingFeatures, TextPresence, TokenMask
 from mmkeras.modalities.text import RESERVED_TOKENS, TextTokenizer, ZerosLike
+from mmkeras.modalities.waveform_augment import WaveformAugment
 
 TEXTS = np.array([
     "the alpha cat sat on a mat", "beta dog runs far", "a quick alpha fox jumps",
@@ -122,7 +123,51 @@ def test_spec_augment_handles_masks_wider_than_the_spectrogram():
         assert layer(x, training=True).shape == x.shape
 
 
+def test_waveform_augment_shifts_and_scales_each_clip_only_in_training():
+    impulses = np.zeros((64, 100), "float32")
+    impulses[:, 50] = 0.5
+    layer = WaveformAugment(max_gain_db=6.0, max_shift=0.1)
+    np.testing.assert_array_equal(layer(impulses, training=False).numpy(), impulses)
+    np.testing.assert_array_equal(layer(impulses).numpy(), impulses)
+    out = layer(impulses, training=True).numpy()
+    assert out.shape == impulses.shape
+    assert ((out != 0).sum(axis=1) == 1).all()  # moved, not smeared
+    positions, peaks = np.argmax(out != 0, axis=1), out.max(axis=1)
+    assert (np.abs(positions - 50) <= 10).all() and len(set(positions)) > 5
+    assert (peaks >= 0.5 * 10 ** (-6 / 20) - 1e-6).all() and (peaks <= 0.5 * 10 ** (6 / 20) + 1e-6).all()
+    loud = np.full((4, 10), 0.9, "float32")
+    assert np.abs(layer(loud, training=True).numpy()).max() <= 1.0
+
+
+def test_an_audio_model_predicts_the_same_with_or_without_waveform_augment():
+    waveform = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 8000)).astype("float32")
+    outputs = []
+    for augment in (True, False):
+        keras.utils.set_random_seed(0)
+        spec = mmk.AudioInput("voice", sample_rate=8000, seconds=1.0, waveform_augment=augment)
+        outputs.append(encode(spec, waveform)["pooled"])
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+
+
 # === Encoders ===
+
+
+@pytest.mark.parametrize("pooling, width", [("avg", 64), ("max", 64), ("avg_max", 128)])
+def test_image_pooling_choices(pooling, width):
+    keras.utils.set_random_seed(0)
+    spec = mmk.ImageInput("photo", size=(16, 16), backbone="tiny_cnn", pooling=pooling)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    out = encode(spec, pixels)
+    assert out["pooled"].shape == (2, width) and out["tokens"].shape == (2, 4, 64)
+    cells = out["tokens"]
+    expected = {"avg": cells.mean(axis=1), "max": cells.max(axis=1),
+                "avg_max": np.concatenate([cells.mean(axis=1), cells.max(axis=1)], axis=-1)}[pooling]
+    np.testing.assert_allclose(out["pooled"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_image_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling must be one of .*'sum'"):
+        mmk.ImageInput("photo", pooling="sum")
 
 
 def test_image_encoder_shapes_for_any_input_size():

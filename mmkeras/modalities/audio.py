@@ -10,6 +10,7 @@ from mmkeras.modalities.audio_pretrained import (
 )
 from mmkeras.modalities.base import Encoded, Modality
 from mmkeras.modalities.missing import SplitMissing, TokenMask
+from mmkeras.modalities.waveform_augment import WaveformAugment
 
 AUDIO_ENCODERS = ("cnn", "transformer", *PRETRAINED_AUDIO_ENCODERS)
 # Demo-sized runs take ~30 steps an epoch: with Keras' 0.99 the moving
@@ -41,6 +42,12 @@ class AudioInput(Modality):
             `"whisper"` or `"moonshine"`.
         spec_augment: frequency/time masking of the log-mel during training
             (every encoder but Moonshine, which reads the waveform).
+        waveform_augment: random gain (up to +-6 dB) and time shift (up to
+            10% of the clip) of the waveform during training, every encoder
+            (`WaveformAugment`). Off by default: on the sentiment and
+            inspection demos (seed 0) the fused models lost 0.03 and 0.01
+            macro-F1 with it, within run-to-run noise but not a gain
+            (benchmarks/README.md, "Audio gain and time shift").
         weights: for `"whisper"`/`"moonshine"` (required there): a local
             KerasHub preset directory holding the backbone and its audio
             converter, or a preset handle (downloads). Only the encoder half
@@ -63,7 +70,7 @@ class AudioInput(Modality):
     kind = "audio"
 
     def __init__(self, name, sample_rate=16000, seconds=1.0, num_mels=64, encoder="cnn",
-                 spec_augment=True, weights=None, trainable=True):
+                 spec_augment=True, weights=None, trainable=True, waveform_augment=False):
         super().__init__(name)
         if encoder not in AUDIO_ENCODERS:
             pretrained = " or ".join(repr(known) for known in PRETRAINED_AUDIO_ENCODERS)
@@ -74,6 +81,7 @@ class AudioInput(Modality):
         self.num_mels = int(num_mels)
         self.encoder = encoder
         self.spec_augment = bool(spec_augment)
+        self.waveform_augment = bool(waveform_augment)
         self.weights = None if weights is None else str(weights)
         self.trainable = bool(trainable)
         if encoder in PRETRAINED_AUDIO_ENCODERS:
@@ -95,6 +103,8 @@ class AudioInput(Modality):
         # float32 under mixed precision too: the front end needs the
         # waveform's full resolution.
         waveform, presence = SplitMissing(dtype="float32", name=f"{self.name}_missing")(x)
+        if self.waveform_augment:
+            waveform = WaveformAugment(name=f"{self.name}_waveform_augment")(waveform)
         if self.encoder in PRETRAINED_AUDIO_ENCODERS:
             tokens = pretrained_audio_tokens(
                 self.encoder, waveform, name=self.name, weights=self.weights,
@@ -124,7 +134,8 @@ class AudioInput(Modality):
     def get_config(self):
         return {"name": self.name, "sample_rate": self.sample_rate, "seconds": self.seconds,
                 "num_mels": self.num_mels, "encoder": self.encoder,
-                "spec_augment": self.spec_augment, "weights": self.weights,
+                "spec_augment": self.spec_augment, "waveform_augment": self.waveform_augment,
+                "weights": self.weights,
                 "trainable": self.trainable}
 
 
