@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 SAMPLE_RATE = 16000
 IMAGE_SIZE = 32
 LABELS = ["even", "odd"]
+PLACEMENTS = ("anywhere", "centred")
 # Formant paths (F1 start, F1 end, F2 start, F2 end), Hz: one "word" per digit.
 _FORMANTS = [
     (300, 700, 2300, 1200), (700, 300, 1200, 2300), (500, 500, 900, 2100), (800, 450, 1800, 1000),
@@ -46,6 +47,8 @@ def digit_image(rng, digit, size=IMAGE_SIZE, placement="anywhere"):
     degrees); `"centred"`: near the centre (within 10% of the free room), as
     digit datasets crop and centre them (MNIST), at up to 10 degrees.
     """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}. Received: {placement!r}")
     scale = 4
     canvas = Image.new("L", (size * scale, size * scale), 0)
     font = ImageFont.load_default(size=int(rng.uniform(0.55, 0.8) * size * scale))
@@ -145,7 +148,7 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--examples", type=int, default=1500)
     parser.add_argument("--epochs", type=int, help="epochs (default: mmkeras's)")
-    parser.add_argument("--placement", choices=["anywhere", "centred"], default="anywhere",
+    parser.add_argument("--placement", choices=PLACEMENTS, default="anywhere",
                         help="where the digit stands in its image (see digit_image)")
     parser.add_argument("--out", default="runs/benchmarks/two_modalities.json")
     args = parser.parse_args(argv)

@@ -51,6 +51,26 @@ def test_two_modality_benchmark_reports_fused_and_both_baselines(tmp_path, capsy
     assert "| spoken_digit only |" in capsys.readouterr().out
 
 
+def test_centred_digits_stand_nearer_the_centre_than_digits_placed_anywhere():
+    import numpy as np
+    import two_modalities
+
+    def mean_offset(placement):
+        rng = np.random.default_rng(0)
+        offsets = []
+        for digit in list(range(10)) * 4:
+            image = two_modalities.digit_image(rng, digit, placement=placement)[..., 0].astype(float)
+            ink = np.clip(image - np.median(image), 0, None)  # above the background
+            rows, cols = np.indices(ink.shape)
+            centre = (np.sum(rows * ink) / ink.sum(), np.sum(cols * ink) / ink.sum())
+            offsets.append(np.hypot(centre[0] - 15.5, centre[1] - 15.5))
+        return np.mean(offsets)
+
+    assert mean_offset("centred") < 0.6 * mean_offset("anywhere")
+    with pytest.raises(ValueError, match="placement must be one of"):
+        two_modalities.digit_image(np.random.default_rng(0), 3, placement="middle")
+
+
 @pytest.mark.slow  # 3 minutes on 2 cores (tracing a dozen models, training and exporting an app)
 def test_ratio_benchmarks_produce_every_figure_with_its_target(tmp_path):
     """`python -m benchmarks --quick`: every module runs once, tiny, and each

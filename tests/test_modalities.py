@@ -139,6 +139,13 @@ def test_waveform_augment_shifts_and_scales_each_clip_only_in_training():
     assert np.abs(layer(loud, training=True).numpy()).max() <= 1.0
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"max_gain_db": -1.0}, "max_gain_db must be >= 0"), ({"max_shift": 1.0}, r"max_shift must be in \[0, 1\)")])
+def test_waveform_augment_refuses_bad_arguments_by_name(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        WaveformAugment(**arguments)
+
+
 def test_an_audio_model_predicts_the_same_with_or_without_waveform_augment():
     waveform = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 8000)).astype("float32")
     outputs = []

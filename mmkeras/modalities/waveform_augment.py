@@ -31,6 +31,10 @@ class WaveformAugment(keras.layers.Layer):
 
     def __init__(self, max_gain_db=6.0, max_shift=0.1, **kwargs):
         super().__init__(**kwargs)
+        if not max_gain_db >= 0:
+            raise ValueError(f"WaveformAugment max_gain_db must be >= 0. Received: {max_gain_db!r}")
+        if not 0 <= max_shift < 1:
+            raise ValueError(f"WaveformAugment max_shift must be in [0, 1). Received: {max_shift!r}")
         self.max_gain_db = float(max_gain_db)
         self.max_shift = float(max_shift)
 
