@@ -63,8 +63,10 @@ def test_a_number_yaml_reads_as_a_string_is_still_a_number(tmp_path):
 
 def test_overrides_are_checked_like_the_file():
     app = load_app(INSPECTION)
+    epochs = app.training.epochs
+    assert epochs != 3
     assert with_overrides(app, ["training.epochs=3"]).training.epochs == 3
-    assert app.training.epochs == 60  # the app itself is unchanged
+    assert app.training.epochs == epochs  # the app itself is unchanged
     with pytest.raises(ValueError, match=re.escape(
             f"{INSPECTION} (--set training.epochs=ten): training.epochs: expected an integer")):
         with_overrides(app, ["training.epochs=ten"])
