@@ -51,6 +51,26 @@ def test_two_modality_benchmark_reports_fused_and_both_baselines(tmp_path, capsy
     assert "| spoken_digit only |" in capsys.readouterr().out
 
 
+def test_handwritten_digits_are_each_shown_once(tmp_path):
+    import csv
+
+    import numpy as np
+    import two_modalities
+    from PIL import Image
+
+    manifest = two_modalities.generate(str(tmp_path), 20, seed=0)
+    with open(manifest) as f:
+        rows = list(csv.DictReader(f))
+    pictures = [np.asarray(Image.open(tmp_path / row["digit_image"])) for row in rows]
+    assert pictures[0].shape == (32, 32, 3)
+    assert len({picture.tobytes() for picture in pictures}) == 20  # no scan twice, so none in two splits
+    assert {row["label"] for row in rows} == {"even", "odd"}
+    with pytest.raises(ValueError, match="has 1797 scans"):
+        two_modalities.generate(str(tmp_path / "more"), 1798, seed=0)
+    with pytest.raises(ValueError, match="images must be one of"):
+        two_modalities.generate(str(tmp_path / "other"), 2, seed=0, images="mnist")
+
+
 def test_centred_digits_stand_nearer_the_centre_than_digits_placed_anywhere():
     import numpy as np
     import two_modalities
