@@ -78,14 +78,14 @@ class ModelConfig:
 class TrainingConfig:
     """`training:` how the fused model and the baselines are fitted."""
 
-    epochs: int = _setting(10, POSITIVE)  # epochs at most
+    epochs: int = _setting(40, POSITIVE)  # epochs at most
     batch_size: int = _setting(32, POSITIVE)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    learning_rate: float = _setting(1e-3, POSITIVE)  # peak rate
+    learning_rate: float = _setting(2e-3, POSITIVE)  # peak rate
     lr_schedule: Literal["cosine", "constant"] = "cosine"  # warm-up + cosine decay, or none
     label_smoothing: float = _setting(0.0, RATE)
     class_weights: bool = True  # inverse-frequency weights (single-label)
-    patience: int = _setting(8, NON_NEGATIVE)  # epochs without a better validation score
+    patience: int = _setting(20, NON_NEGATIVE)  # epochs without a better validation score
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     strategy: Literal["default", "mirrored", "multi_worker", "tpu"] = "default"
     jit_compile: bool = False  # XLA for the training step
@@ -131,7 +131,7 @@ def parse_config(config, file):
     >>> sections = parse_config({"data": {"label_column": "y", "labels": ["a", "b"]},
     ...                          "inputs": [{"kind": "text", "name": "note"}]}, "app.yaml")
     >>> sections["data"].labels, sections["training"].epochs, sections["model"].fusion
-    (['a', 'b'], 10, 'concat')
+    (['a', 'b'], 40, 'concat')
     """
     if not isinstance(config, dict):
         raise ValueError(f"{file}: expected a mapping of sections. Received: {config!r}")
