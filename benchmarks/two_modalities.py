@@ -32,6 +32,7 @@ import wave
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from sklearn.datasets import load_digits
 
 SAMPLE_RATE = 16000
 IMAGE_SIZE = 32
@@ -70,14 +71,6 @@ def digit_image(rng, digit, size=IMAGE_SIZE, placement="anywhere"):
     grey = background + (ink - background) * glyph + rng.normal(0, 12, glyph.shape)
     tint = 1.0 + rng.uniform(-0.15, 0.15, size=3)
     return np.clip(grey[..., None] * tint, 0, 255).astype("uint8")
-
-
-def handwritten_digits():
-    """scikit-learn's 1,797 handwritten digits: `(scans [n, 8, 8] in [0, 16], digits [n])`."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return digits.images, digits.target
 
 
 def handwritten_image(scan, size=IMAGE_SIZE):
@@ -123,11 +116,11 @@ def generate(out_dir, num_examples, seed, images="handwritten", placement="anywh
         raise ValueError(f"images must be one of {IMAGES}. Received: {images!r}")
     rng = np.random.default_rng(seed)
     if images == "handwritten":
-        scans, digits = handwritten_digits()
-        if num_examples > len(digits):
-            raise ValueError(f"images='handwritten' has {len(digits)} scans, each shown once. "
+        scans = load_digits()  # 1,797 scans, 8 x 8 in [0, 16], and their digits
+        if num_examples > len(scans.target):
+            raise ValueError(f"images='handwritten' has {len(scans.target)} scans, each shown once. "
                              f"Received: num_examples={num_examples}")
-        unused = {d: list(rng.permutation(np.flatnonzero(digits == d))) for d in range(10)}
+        unused = {d: list(rng.permutation(np.flatnonzero(scans.target == d))) for d in range(10)}
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
     rows = []
@@ -135,7 +128,7 @@ def generate(out_dir, num_examples, seed, images="handwritten", placement="anywh
         if images == "handwritten":
             shown = int(rng.choice([d for d in range(10) if unused[d]]))
             said = int(rng.integers(10))
-            picture = handwritten_image(scans[unused[shown].pop()])
+            picture = handwritten_image(scans.images[unused[shown].pop()])
         else:
             shown, said = (int(d) for d in rng.integers(0, 10, size=2))
             picture = digit_image(rng, shown, placement=placement)
