@@ -185,7 +185,8 @@ def build_app_model(app, specs, train):
     model = app.model
     return build_model(specs, fusion=model.fusion, task=_task(app, auxiliary_heads=model.auxiliary_heads),
                        projection_dim=model.projection_dim, modality_dropout=model.modality_dropout,
-                       fusion_options=model.fusion_options, adapt_data=train.columns)
+                       fusion_options=model.fusion_options, feature_norm=model.feature_norm,
+                       adapt_data=train.columns)
 
 
 def _task(app, auxiliary_heads=False):
@@ -262,7 +263,8 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
         for spec in specs:
             print(f"[{app.name}] baseline: {spec.name} only")
             with _precision(train_config.precision), distribution.scope():
-                baseline = build_unimodal(spec, _task(app), projection_dim=app.model.projection_dim)
+                baseline = build_unimodal(spec, _task(app), projection_dim=app.model.projection_dim,
+                                          feature_norm=app.model.feature_norm)
             _train(baseline, _only(datasets, spec.name), app,
                    os.path.join(work_dir, f"baseline_{spec.name}"), fit_options, steps_per_epoch)
             baseline_models[f"{spec.name} only"] = (baseline, spec.name)

@@ -71,6 +71,7 @@ class ModelConfig:
     projection_dim: int = _setting(128, POSITIVE)  # width every modality is projected to
     modality_dropout: float = _setting(0.1, RATE)  # chance of hiding a modality in training
     fusion_options: dict = dataclasses.field(default_factory=dict)  # fusion layer arguments
+    feature_norm: bool = True  # batch-normalise each encoder's pooled features before projection
     auxiliary_heads: bool = False  # a classifier per modality beside the fused one
 
 

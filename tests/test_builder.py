@@ -117,11 +117,12 @@ def test_build_unimodal_is_the_same_encoder_and_head_without_fusion():
     assert model.name == "review_only"
     layer_names = {layer.name for layer in model.layers}
     assert {"review_encoder", "label"} <= layer_names and "fusion" not in layer_names
-    # The fused model's layers from encoder to head, but fusion: a linear
-    # projection, then the same GELU hidden layer and dropout before the head.
+    # The fused model's layers from encoder to head, but fusion: the feature
+    # normalisation, a linear projection, then the same GELU hidden layer and
+    # dropout before the head.
     fused = mmk.build_model([spec, mmk.SensorInput("s", features=["a"])], task=mmk.Classification(LABELS),
                             projection_dim=16, adapt_data={"review": ADAPT["review"], "s": np.zeros((2, 1))})
-    for name in ("review_projection", "head_hidden", "head_dropout"):
+    for name in ("review_feature_norm", "review_projection", "head_hidden", "head_dropout"):
         assert model.get_layer(name).get_config() == fused.get_layer(name).get_config()
     dataset = tf.data.Dataset.from_tensor_slices(({"review": TEXTS}, np.arange(6) % 3)).batch(3)
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -129,6 +130,19 @@ def test_build_unimodal_is_the_same_encoder_and_head_without_fusion():
     probabilities = model.predict(dataset, verbose=0)
     assert probabilities.shape == (6, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_feature_norm_standardises_each_encoders_pooled_features_in_training():
+    model = build()
+    features = keras.Model(model.input, model.get_layer("voice_projection").input)(four_inputs(), training=True)
+    spread = np.std(features, axis=0)
+    np.testing.assert_allclose(np.mean(features, axis=0), 0.0, atol=1e-3)
+    assert np.all(spread < 1.0 + 1e-3) and np.median(spread) > 0.9
+    assert {f"{name}_feature_norm" for name in model.input} <= {layer.name for layer in model.layers}
+    keras.utils.set_random_seed(0)
+    plain = mmk.build_model(four_specs(), task=mmk.Classification(LABELS), projection_dim=16,
+                            feature_norm=False, adapt_data=ADAPT)
+    assert not [layer.name for layer in plain.layers if layer.name.endswith("_feature_norm")]
 
 
 def test_inference_is_deterministic_and_leaves_batchnorm_alone():
