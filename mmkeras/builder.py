@@ -123,9 +123,9 @@ def build_unimodal(input, task, *, projection_dim=128, feature_norm=True, adapt_
 def _project(spec, pooled, width, feature_norm):
     """An encoder's pooled features -> `width`, standardised first when `feature_norm`.
 
-    Why: pooled CNN features have a small spread across examples (std about
-    0.1 at initialisation), so the head starts in the near-linear part of its
-    activation. Where the label needs two modalities jointly (an XOR), that
+    Why: pooled CNN features vary little across examples at initialisation
+    (std about 0.08 at the fused vector), so the head starts in the
+    near-linear part of its activation. Where the label needs two modalities jointly (an XOR), that
     left the fused model on a plateau for 16-30+ epochs; standardising each
     feature across the batch, as a scaler does before a classic classifier,
     ended the plateau in 5-6 (`benchmarks/README.md`, two modalities).
