@@ -167,7 +167,7 @@ def reference(encoder, backbone, tokenizer, texts):
 
 def pooled_model(model, name):
     """The part of `model` from raw text to the encoder's pooled vector."""
-    return keras.Model(model.input, model.get_layer(f"{name}_projection").input)
+    return keras.Model(model.input, model.get_layer(f"{name}_feature_norm").input)
 
 
 # === Loading: weights, packing and pooling of each family ===

@@ -657,9 +657,12 @@ def test_corrupt_versions_are_logged_and_the_good_one_keeps_serving(tmp_path, ca
         (live / "2" / "saved_model.pb").write_bytes(b"\x08garbage, not a SavedModel proto")
         # Version 3, once 2 has failed: a real graph whose variables were cut to nothing.
         assert wait_until(lambda: _status_versions(server, "live").get(2) == "END")
-        write_test_savedmodel(live / "3", seed=3)
-        for path in (live / "3" / "variables").iterdir():
+        # Cut outside the watched folder, then moved in whole: a poll between two
+        # cuts would see a different broken version and rightly retry it.
+        write_test_savedmodel(tmp_path / "staging", seed=3)
+        for path in (tmp_path / "staging" / "variables").iterdir():
             path.write_bytes(b"")
+        (tmp_path / "staging").rename(live / "3")
         assert wait_until(lambda: _status_versions(server, "live").get(3) == "END")
 
         _, answer = http("GET", f"{server.rest_url}/v1/models/live")
