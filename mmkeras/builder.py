@@ -125,10 +125,11 @@ def _project(spec, pooled, width, feature_norm):
 
     Why: pooled CNN features vary little across examples at initialisation
     (std about 0.08 at the fused vector), so the head starts in the
-    near-linear part of its activation. Where the label needs two modalities jointly (an XOR), that
-    left the fused model on a plateau for 16-30+ epochs; standardising each
-    feature across the batch, as a scaler does before a classic classifier,
-    ended the plateau in 5-6 (`benchmarks/README.md`, two modalities).
+    near-linear part of its activation. Where the label needs two modalities
+    jointly (an XOR), that left the fused model on a plateau for 16-30+
+    epochs; standardising each feature across the batch, as a scaler does
+    before a classic classifier, ended the plateau in 5-6
+    (`benchmarks/README.md`, two modalities).
     """
     if feature_norm:
         # momentum 0.9, as in the encoders: a demo run takes ~30 steps an epoch.
