@@ -253,6 +253,27 @@ def test_training_augmentation_changes_images_but_keeps_missing_ones(demo_dir, t
     assert mmk.ImageInput("photo").augment is False
 
 
+def test_dihedral_augmentation_turns_and_mirrors_each_square_image(demo_dir):
+    examples, _ = load(demo_dir / "manifest.csv")
+    specs = [mmk.ImageInput("part_image", size=(32, 32), augment="dihedral")]
+    plain = next(iter(make_dataset(examples, specs, batch_size=12)))[0]["part_image"].numpy()
+    turned = next(iter(make_dataset(examples, specs, batch_size=12, training=True,
+                                    seed=1)))[0]["part_image"].numpy()
+
+    def quarter_turns(image):
+        """How many quarter turns (before an optional mirror) make `image` from an original."""
+        return {k for original in plain for k in range(4)
+                for view in (np.rot90(original, k), np.rot90(original, k)[:, ::-1])
+                if np.array_equal(image, view)}
+
+    turns = [quarter_turns(image) for image in turned]
+    assert all(turns), "every augmented image is one of the 8 turns and mirrors of an original"
+    assert any(k % 2 for t in turns for k in t) and any(k % 2 == 0 for t in turns for k in t)
+    # A turn by 90 degrees swaps height and width.
+    with pytest.raises(ValueError, match="square size.*\\[32, 48\\].*'photo'"):
+        mmk.ImageInput("photo", size=(32, 48), augment="dihedral")
+
+
 @pytest.mark.parametrize("extension, subtype, tolerance", [
     ("flac", "PCM_16", 2e-3), ("ogg", "VORBIS", 0.05), ("mp3", "MPEG_LAYER_III", 0.05)])
 def test_compressed_audio_is_decoded_with_soundfile(extension, subtype, tolerance, tmp_path):

@@ -96,16 +96,31 @@ def _read_audio(path):
 
 
 def _image_augmenter(kind, seed):
-    """`"flip"`: random horizontal flips; `"randaugment"`: plus RandAugment.
+    """`"flip"`: random horizontal flips; `"dihedral"`: random turns and
+    mirrors; `"randaugment"`: horizontal flips plus RandAugment.
 
     Keras core's augmentation layers (KerasCV's successors), applied in the
     training pipeline only, never inside the model. RandAugment changes
     colours, so it is opt-in for images whose colour carries the label.
     """
+    if kind == "dihedral":
+        flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=seed)
+        return lambda images, training: _random_transpose(flip(images, training=training), seed)
     layers = [keras.layers.RandomFlip("horizontal", seed=seed)]
     if kind == "randaugment":
         layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.3, seed=seed))
     return keras.Sequential(layers)
+
+
+def _random_transpose(images, seed):
+    """Swaps height and width of a random half of a batch of square images.
+
+    With both flips this draws each of the 8 turns and mirrors: a defect on
+    a part seen from above is the same defect in any of them (inspection:
+    the part-image baseline stops memorising its noisy label, `benchmarks/README.md`).
+    """
+    swap = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < 0.5
+    return tf.where(swap, tf.transpose(images, [0, 2, 1, 3]), images)
 
 
 def _augment(inputs, spec, augment):

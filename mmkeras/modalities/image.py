@@ -41,9 +41,12 @@ class ImageInput(Modality):
         augment: training-pipeline augmentation, off by default because a
             flip changes the label of digits, text and oriented parts:
             `"flip"` (or `True`) for random horizontal flips where a mirror
-            image keeps its label, `"randaugment"` for flips plus
-            RandAugment (it changes colours, so opt in only where colour
-            does not carry the label), `False` for none.
+            image keeps its label, `"dihedral"` for random turns by 90
+            degrees and mirrors (all 8, for a square `size`) where the
+            content has no up or left, e.g. a part seen from above,
+            `"randaugment"` for flips plus RandAugment (it changes colours,
+            so opt in only where colour does not carry the label), `False`
+            for none.
         max_pixels: the most pixels an image's header may declare; the
             serving graph and the data pipeline refuse a larger image
             before decoding it (a decompression bomb is a few bytes).
@@ -78,9 +81,12 @@ class ImageInput(Modality):
         self.backbone = backbone
         self.weights = weights
         self.trainable = bool(trainable)
-        if augment not in (True, False, "flip", "randaugment"):
-            raise ValueError(f"ImageInput augment must be False, True, 'flip' or 'randaugment'. "
-                             f"Received: {augment!r}")
+        if augment not in (True, False, "flip", "dihedral", "randaugment"):
+            raise ValueError(f"ImageInput augment must be False, True, 'flip', 'dihedral' or "
+                             f"'randaugment'. Received: {augment!r}")
+        if augment == "dihedral" and self.size[0] != self.size[1]:
+            raise ValueError(f"ImageInput augment='dihedral' turns images by 90 degrees, which needs "
+                             f"a square size. Received: size={list(self.size)} for input {name!r}")
         self.augment = "flip" if augment is True else augment
 
     def keras_input(self):
