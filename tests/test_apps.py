@@ -39,7 +39,8 @@ def test_app_runs_end_to_end_quickly(name, tmp_path):
     assert set(signature.structured_input_signature[1]) == {spec["name"] for spec in app.inputs}
     assert "model (all modalities)" in results["results_table"]
     # The app's model section reaches the builder (every app pins feature_norm).
-    normalised = [layer.name for layer in results["model"].layers if layer.name.endswith("_feature_norm")]
+    normalised = [layer.name for layer in results["model"].layers
+                  if layer.name.endswith("_feature_norm")]
     assert bool(normalised) == app.model.feature_norm
     # Demo data: each score beside the best the data allows.
     assert "of ceiling" in results["results_table"]

@@ -85,8 +85,9 @@ class ImageInput(Modality):
             raise ValueError(f"ImageInput augment must be False, True, 'flip', 'dihedral' or "
                              f"'randaugment'. Received: {augment!r}")
         if augment == "dihedral" and self.size[0] != self.size[1]:
-            raise ValueError(f"ImageInput augment='dihedral' turns images by 90 degrees, which needs "
-                             f"a square size. Received: size={list(self.size)} for input {name!r}")
+            raise ValueError(f"ImageInput augment='dihedral' turns images by 90 degrees, which "
+                             f"needs a square size. Received: size={list(self.size)} for input "
+                             f"{name!r}")
         self.augment = "flip" if augment is True else augment
 
     def keras_input(self):
