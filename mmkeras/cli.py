@@ -16,11 +16,23 @@ import argparse
 import os
 import sys
 
+import yaml
+
+from mmkeras.serving.errors import ServingError
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
 
-# A mistake in the user's config, data or arguments: the message says what
-# and where, so the command prints it without a traceback (unless --debug).
-USER_ERRORS = (ValueError, FileNotFoundError)
+# A mistake in the user's config, data, files or arguments, or a server that
+# answered an error: the message says what and where, so the command prints it
+# without a traceback (unless --debug). OSError covers missing, existing and
+# unwritable paths; TypeError a wrong type in a config or argument.
+USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, ServingError)
+
+
+def _is_user_error(error):
+    # ExportError (a failed op or parity check) is checked by name of its module:
+    # importing mmkeras.export here would load TensorFlow for every command.
+    export = sys.modules.get("mmkeras.export")
+    return isinstance(error, USER_ERRORS) or (export is not None and isinstance(error, export.ExportError))
 
 
 def main(argv=None):
@@ -33,8 +45,8 @@ def main(argv=None):
             _parser().print_help()
             return 2
         return args.handler(args) or 0
-    except USER_ERRORS as e:
-        if debug:
+    except Exception as e:
+        if debug or not _is_user_error(e):
             raise
         print(f"mmkeras: error: {e}\n(run with --debug for the traceback)", file=sys.stderr)
         return 1
