@@ -403,3 +403,32 @@ def test_confusion_matrix_callback_writes_images(tmp_path):
     model.fit(dataset, epochs=2, callbacks=[callback], verbose=0)
     assert "confusion_matrix" in _summary_tags(str(tmp_path / "validation"))
     assert callback._confusion_matrix().tolist() == [[8, 0], [0, 8]]
+
+
+# === Targets shaped [B, 1] (issue 23, item 1) ===
+
+
+def test_class_ids_shaped_b_by_1_are_scored_as_ids_not_one_hot(tmp_path):
+    inputs, y = toy_data(32)
+    flat = evaluate(toy_model(), toy_dataset(inputs, y), labels=LABELS, verbose=0)
+    column = evaluate(toy_model(), toy_dataset(inputs, y[:, None]), labels=LABELS, verbose=0)
+    assert column["metrics"]["accuracy"] == flat["metrics"]["accuracy"] == 1.0
+    assert column["metrics"]["confusion_matrix"] == [[16, 0], [0, 16]]
+    assert column["ablation"] == flat["ablation"]
+    one_hot = evaluate(toy_model(), toy_dataset(inputs, np.eye(2)[y]), labels=LABELS, verbose=0)
+    assert one_hot["metrics"]["confusion_matrix"] == [[16, 0], [0, 16]]
+
+
+def test_confusion_matrix_callback_reads_b_by_1_class_ids(tmp_path):
+    inputs, y = toy_data(16)
+    model = toy_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    callback = ConfusionMatrixCallback(toy_dataset(inputs, y[:, None], batch_size=8), LABELS, str(tmp_path))
+    callback.set_model(model)
+    assert callback._confusion_matrix().tolist() == [[8, 0], [0, 8]]
+
+
+def test_class_weights_read_b_by_1_class_ids():
+    from mmkeras.training import class_weights
+
+    assert class_weights(np.array([[0], [0], [0], [1]]), 2) == class_weights([0, 0, 0, 1], 2)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.evaluation.metrics import confusion_matrix
+from mmkeras.evaluation.metrics import class_ids, confusion_matrix
 from mmkeras.evaluation.plots import confusion_matrix_figure, png_bytes
 from mmkeras.evaluation.predict import head_output
 from mmkeras.tasks import is_multi_label
@@ -54,10 +54,8 @@ class ConfusionMatrixCallback(keras.callbacks.Callback):
         for batch in dataset:
             x, y = batch[0], batch[1]
             probs = np.asarray(head_output(self.model(x, training=False)))
-            y = np.asarray(head_output(y))
-            if y.ndim == 2:  # one-hot
-                y = y.argmax(axis=1)
-            matrix += confusion_matrix(y.astype(np.int64).ravel(), probs.argmax(axis=1), len(self.labels))
+            y = class_ids(head_output(y)).astype(np.int64)
+            matrix += confusion_matrix(y, probs.argmax(axis=1), len(self.labels))
         return matrix
 
     def on_epoch_end(self, epoch, logs=None):

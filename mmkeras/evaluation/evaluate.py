@@ -7,7 +7,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.evaluation.metrics import LOWER_IS_BETTER, classification_metrics, default_headline, headline_value
+from mmkeras.evaluation.metrics import (
+    LOWER_IS_BETTER,
+    class_ids,
+    classification_metrics,
+    default_headline,
+    headline_value,
+)
 from mmkeras.evaluation.plots import write_plots
 from mmkeras.evaluation.predict import as_predict_fn, head_output, model_input_names, model_predict_fn
 from mmkeras.tasks import task_of
@@ -56,9 +62,7 @@ def _collect(dataset, multi_label, max_examples, verbose):
         raise ValueError("The evaluation dataset is empty.")
     inputs = {name: np.concatenate(parts)[:max_examples] for name, parts in columns.items()}
     y_true = np.concatenate(targets)[:max_examples]
-    if not multi_label and y_true.ndim == 2:  # one-hot targets, as for categorical_crossentropy
-        y_true = y_true.argmax(axis=1)
-    return inputs, y_true
+    return inputs, y_true if multi_label else class_ids(y_true)
 
 
 def _task_settings(model, labels, multi_label):

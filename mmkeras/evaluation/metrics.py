@@ -21,6 +21,26 @@ LOWER_IS_BETTER = ("ece", "miss_rate", "false_alarm_rate")
 # === Validation ===
 
 
+def class_ids(y_true):
+    """Single-label targets as class ids `[N]`.
+
+    Takes class ids `[N]`, class ids `[N, 1]` (the Keras datasets' convention,
+    which Keras' sparse losses accept) or one-hot rows `[N, C]`. Only a last
+    axis longer than 1 is one-hot: an arg-max over a last axis of 1 would make
+    every label class 0.
+
+    Example:
+    >>> class_ids([[2], [0]]).tolist(), class_ids([[0, 0, 1], [1, 0, 0]]).tolist()
+    ([2, 0], [2, 0])
+    """
+    y_true = np.asarray(y_true)
+    if y_true.ndim == 2 and y_true.shape[1] == 1:
+        return y_true[:, 0]
+    if y_true.ndim == 2:
+        return y_true.argmax(axis=1)
+    return y_true
+
+
 def _validate_predictions(y_true, y_prob, labels, multi_label):
     """Checks shapes, ranges and NaN; returns (y_true, y_prob) as NumPy arrays."""
     labels = list(labels)

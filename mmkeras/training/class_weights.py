@@ -11,8 +11,8 @@ def class_weights(labels_array, num_classes, *, max_weight=10.0):
     gets weight 1.0 (it never occurs, so its weight is never used).
 
     Args:
-        labels_array: integer class ids `[N]`, or one-hot / multi-hot `[N, C]`
-            (counts are then per-column sums).
+        labels_array: integer class ids `[N]` or `[N, 1]`, or one-hot /
+            multi-hot `[N, C]` (counts are then per-column sums).
         num_classes: number of classes C.
         max_weight: clip bound (> 0).
 
@@ -25,6 +25,8 @@ def class_weights(labels_array, num_classes, *, max_weight=10.0):
     {0: 0.6666666666666666, 1: 2.0}
     """
     labels = np.asarray(labels_array)
+    if labels.ndim == 2 and labels.shape[1] == 1 and num_classes > 1:
+        labels = labels[:, 0]  # class ids [N, 1], the Keras datasets' convention: not one-hot
     if max_weight <= 0:
         raise ValueError(f"Expected max_weight > 0; received {max_weight}.")
     if labels.ndim == 2:
