@@ -123,8 +123,13 @@ def _report_sections(results):
     robustness = results["robustness"]
     if robustness:
         rows = [[f"{r['p']:.2f}", _fmt(r["fraction_missing"]), _fmt(r["value"])] for r in robustness["results"]]
+        # The nominal p is what the plot's x axis shows; the fraction beside it is what the
+        # model actually saw, counting inputs the data already lacks.
+        in_data = robustness.get("fraction_missing_in_data") or 0.0
         blocks = [("text", "Each example loses each modality independently with probability p "
-                           f"(never all of them; seed {robustness['seed']})."),
+                           f"(never all the modalities it has; seed {robustness['seed']}). "
+                           "Fraction missing: the share of (example, modality) inputs missing after "
+                           f"the drop, including the {_fmt(in_data)} missing in the data."),
                   ("table", ["p", "fraction missing", metric], rows)]
         if "robustness" in plots:
             blocks.append(("image", plots["robustness"]))

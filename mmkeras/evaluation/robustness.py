@@ -21,6 +21,37 @@ def _num_examples(inputs):
     return next(iter(sizes.values()))
 
 
+def _empty_value(name, value):
+    """The missing value of input `name` (NaN, "" or b""), or a TypeError naming it."""
+    if value.dtype.kind in "OSU":
+        return b"" if value.size and isinstance(value.flat[0], bytes) else ""
+    if value.dtype.kind == "f":
+        return np.nan
+    raise TypeError(
+        f"Input {name!r} has dtype {value.dtype}; a missing modality is expressible "
+        "only for float (NaN) or string ('') inputs."
+    )
+
+
+def is_missing(inputs, name):
+    """Bool `[N]`: True where modality `name` is missing in an example, as
+    `mark_missing` writes it: NaN everywhere (float) or "" / b"" (strings).
+
+    Example:
+    >>> is_missing({"x": np.array([[np.nan, np.nan], [np.nan, 1.0]])}, "x").tolist()
+    [True, False]
+    """
+    if name not in inputs:
+        raise KeyError(f"No input named {name!r}. Received keys: {list(inputs)}")
+    value = np.asarray(inputs[name])
+    _empty_value(name, value)  # the same dtypes as mark_missing, or its error
+    flat = value.reshape(len(value), -1)
+    if value.dtype.kind == "f":
+        return np.isnan(flat).all(axis=1)
+    empty = np.vectorize(lambda v: v == "" or v == b"", otypes=[bool])(flat)
+    return empty.all(axis=1)
+
+
 def mark_missing(inputs, name, mask=None):
     """A copy of `inputs` where modality `name` is missing in the examples of `mask`.
 
@@ -40,17 +71,8 @@ def mark_missing(inputs, name, mask=None):
         raise KeyError(f"No input named {name!r}. Received keys: {list(inputs)}")
     value = np.asarray(inputs[name])
     mask = np.ones(len(value), bool) if mask is None else np.asarray(mask, bool)
-    if value.dtype.kind in "OSU":
-        value = value.astype(object)
-        empty = b"" if value.size and isinstance(value.flat[0], bytes) else ""
-    elif value.dtype.kind == "f":
-        empty = np.nan
-    else:
-        raise TypeError(
-            f"Input {name!r} has dtype {value.dtype}; a missing modality is expressible "
-            "only for float (NaN) or string ('') inputs."
-        )
-    value = value.copy()
+    empty = _empty_value(name, value)
+    value = value.astype(object) if value.dtype.kind in "OSU" else value.copy()
     value[mask] = empty
     return {**inputs, name: value}
 
@@ -133,19 +155,30 @@ def modality_ablation(predict_fn, inputs, y_true, *, labels=None, metric=None, m
 # === Missing-modality robustness ===
 
 
-def sample_missing_mask(num_examples, num_modalities, p, rng):
+def sample_missing_mask(num_examples, num_modalities, p, rng, present=None):
     """Bool `[N, V]`: True where a modality is dropped, each with probability `p`.
 
-    No example loses every modality: where all were drawn, one chosen at random
-    is kept.
+    No example loses every modality it has: where all its present ones were
+    drawn, one of them chosen at random is kept. `present` (bool `[N, V]`,
+    default all True) says which inputs the data has; an example with none
+    has nothing to keep.
 
     Example:
     >>> sample_missing_mask(4, 2, 0.99, np.random.default_rng(0)).sum(axis=1).tolist()
     [1, 1, 1, 1]
+    >>> present = np.array([[True, False, True]] * 3)
+    >>> mask = sample_missing_mask(3, 3, 0.99, np.random.default_rng(0), present)
+    >>> (present & ~mask).sum(axis=1).tolist()
+    [1, 1, 1]
     """
+    present = np.ones((num_examples, num_modalities), bool) if present is None else np.asarray(present, bool)
     mask = rng.random((num_examples, num_modalities)) < p
-    all_gone = np.flatnonzero(mask.all(axis=1))
-    mask[all_gone, rng.integers(0, num_modalities, size=all_gone.size)] = False
+    all_gone = np.flatnonzero(present.any(axis=1) & ~(present & ~mask).any(axis=1))
+    # The k-th present modality of each such example, k uniform over its present ones.
+    have = present[all_gone]
+    k = rng.integers(0, have.sum(axis=1)) if all_gone.size else np.zeros(0, int)
+    keep = np.argmax(np.cumsum(have, axis=1) > k[:, None], axis=1)
+    mask[all_gone, keep] = False
     return mask
 
 
@@ -155,31 +188,41 @@ def robustness(predict_fn, inputs, full_prob, scorer, metric, probabilities, see
     names = list(inputs)
     num_examples = _num_examples(inputs)
     rng = np.random.default_rng(seed)
+    # Inputs the data already lacks count as missing, and are never the one kept.
+    present = np.stack([~is_missing(inputs, name) for name in names], axis=1)
     results, notes = [], []
     if len(names) < 2:
         notes.append("Robustness needs at least 2 modalities: one is always kept.")
+    if not present.all():
+        notes.append(f"{(~present).mean():.1%} of the (example, modality) inputs are missing in the data "
+                     "already; robustness counts them in the fraction missing.")
+    empty = int((~present.any(axis=1)).sum())
+    if empty:
+        notes.append(f"{empty} example(s) have no modality at all in the data.")
     for p in probabilities:
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Drop probabilities must be in [0, 1). Received: {p}")
-        mask = sample_missing_mask(num_examples, len(names), p, rng)
+        drop = sample_missing_mask(num_examples, len(names), p, rng, present) & present
         dropped = inputs
         for v, name in enumerate(names):
-            if mask[:, v].any():
-                dropped = mark_missing(dropped, name, mask[:, v])
-        if mask.any():
+            if drop[:, v].any():
+                dropped = mark_missing(dropped, name, drop[:, v])
+        if drop.any():
             value = _score(predict_fn, dropped, scorer, f"with modalities dropped at p={p}")
             on_pass()
         else:
             value = scorer(full_prob)
+        missing = drop | ~present
         results.append(
             {
                 "p": float(p),
                 "value": value,
-                "fraction_missing": float(mask.mean()),
-                "fraction_missing_per_modality": {n: float(mask[:, v].mean()) for v, n in enumerate(names)},
+                "fraction_missing": float(missing.mean()),
+                "fraction_missing_per_modality": {n: float(missing[:, v].mean()) for v, n in enumerate(names)},
             }
         )
-    return {"metric": metric, "seed": seed, "results": results, "notes": notes}
+    return {"metric": metric, "seed": seed, "fraction_missing_in_data": float((~present).mean()),
+            "results": results, "notes": notes}
 
 
 def missing_modality_robustness(predict_fn, inputs, y_true, *, labels=None, metric=None,
@@ -188,8 +231,10 @@ def missing_modality_robustness(predict_fn, inputs, y_true, *, labels=None, metr
     """The metric when each example loses each modality independently with probability p.
 
     Masks are drawn with `numpy.random.default_rng(seed)`; an example never
-    loses all its modalities, so the realised fraction can be a little below p
-    (it is reported as `fraction_missing`).
+    loses all the modalities it has. An input already missing in the data
+    (NaN everywhere, or "") stays missing and counts as missing, so the
+    fraction of inputs actually missing can be below p (the kept modality) or
+    above it (data with gaps); it is reported as `fraction_missing`.
 
     Args:
         predict_fn: a Keras model or a callable `inputs_dict -> probabilities [N, C]`.
@@ -204,8 +249,9 @@ def missing_modality_robustness(predict_fn, inputs, y_true, *, labels=None, metr
         batch_size: batch size when `predict_fn` is a Keras model.
 
     Returns:
-        dict with `metric`, `seed` and `results`: one `{p, value, fraction_missing,
-        fraction_missing_per_modality}` per p.
+        dict with `metric`, `seed`, `fraction_missing_in_data` and `results`:
+        one `{p, value, fraction_missing, fraction_missing_per_modality}` per p,
+        the fractions of (example, modality) inputs missing after the drop.
 
     Example:
     >>> predict = lambda x: np.nan_to_num(np.stack([1 - x["a"][:, 0], x["a"][:, 0]], 1))
