@@ -264,7 +264,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             print(f"[{app.name}] baseline: {spec.name} only")
             with _precision(train_config.precision), distribution.scope():
                 baseline = build_unimodal(spec, _task(app), projection_dim=app.model.projection_dim,
-                                          feature_norm=app.model.feature_norm)
+                                          feature_norm=app.model.feature_norm, adapt_data=train.columns)
             _train(baseline, _only(datasets, spec.name), app,
                    os.path.join(work_dir, f"baseline_{spec.name}"), fit_options, steps_per_epoch)
             baseline_models[f"{spec.name} only"] = (baseline, spec.name)

@@ -41,6 +41,8 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
         adapt_data: training data for specs that learn state (text
             vocabulary, sensor statistics): a `tf.data.Dataset` of
             `(inputs, labels)` or a dict of arrays keyed by modality name.
+            The state is learned by copies of the specs, kept as
+            `model.specs`; `inputs` themselves are not changed.
         name: model name.
 
     Example:
@@ -59,7 +61,7 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
     specs = _check_specs(inputs, minimum=2)
     if task is None:
         raise ValueError("build_model needs a `task=`, e.g. mmk.Classification(labels=[...]).")
-    _adapt(specs, adapt_data)
+    specs = _adapted_copies(specs, adapt_data)
     lookup(fusion_lib.FUSIONS, fusion, "fusion")  # before the encoders are built
 
     # === Inputs and encoders ===
@@ -110,8 +112,7 @@ def build_unimodal(input, task, *, projection_dim=128, feature_norm=True, adapt_
     >>> list(model.input.keys())
     ['photo']
     """
-    (spec,) = _check_specs([input], minimum=1)
-    _adapt([spec], adapt_data)
+    (spec,) = _adapted_copies(_check_specs([input], minimum=1), adapt_data)
     model_input = spec.keras_input()
     encoded = spec.encode(model_input)
     x = _project(spec, encoded.pooled, projection_dim, feature_norm)
@@ -173,10 +174,18 @@ def _check_specs(inputs, minimum):
     return specs
 
 
-def _adapt(specs, adapt_data):
-    pending = [spec for spec in specs if spec.needs_adapt()]
+def _adapted_copies(specs, adapt_data):
+    """Copies of `specs`, those that learn state adapted on `adapt_data`.
+
+    The caller's specs are never changed: learned state (a vocabulary, feature
+    statistics) lives in the copies the model keeps (`model.specs`), so a
+    rebuild with other data (k-fold, retraining) learns from that data, not
+    from the first build's.
+    """
+    copies = [type(spec).from_config(spec.get_config()) for spec in specs]
+    pending = [spec for spec in copies if spec.needs_adapt()]
     if not pending:
-        return
+        return copies
     if adapt_data is None:
         names = [spec.name for spec in pending]
         raise ValueError(
@@ -186,6 +195,7 @@ def _adapt(specs, adapt_data):
     columns = _columns(adapt_data, pending)
     for spec in pending:
         spec.adapt(columns[spec.name])
+    return copies
 
 
 def _columns(data, specs):

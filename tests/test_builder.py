@@ -324,11 +324,28 @@ def test_adapt_data_from_a_dataset_equals_adapt_data_from_arrays(batching):
 
     def adapted(data):
         specs = [mmk.TextInput("review", vocabulary_size=100), mmk.SensorInput("readings", ["t", "v", "i"])]
-        mmk.build_model(specs, task=mmk.Classification(LABELS), adapt_data=data)
-        return specs[0].vocabulary, specs[1].mean, specs[1].variance
+        learned = mmk.build_model(specs, task=mmk.Classification(LABELS), adapt_data=data).specs
+        return learned[0].vocabulary, learned[1].mean, learned[1].variance
 
     from_arrays = adapted(features)
     from_dataset = adapted(dataset)
     assert from_dataset[0] == from_arrays[0]
     np.testing.assert_allclose(from_dataset[1:], from_arrays[1:], rtol=1e-6)
     np.testing.assert_allclose(from_arrays[1], SENSOR_TRAIN[:60].mean(axis=0), rtol=1e-5)
+
+
+def test_building_leaves_the_specs_alone_and_a_rebuild_learns_from_its_own_data():
+    """k-fold, retraining on new data: each build adapts on the data it is given (issue 23, item 2)."""
+    specs = [mmk.TextInput("review", sequence_length=8, vocabulary_size=100),
+             mmk.SensorInput("readings", features=["t", "v", "i"])]
+    before = [spec.get_config() for spec in specs]
+    first = mmk.build_model(specs, task=mmk.Classification(LABELS), projection_dim=16, adapt_data=ADAPT)
+    assert [spec.get_config() for spec in specs] == before and all(spec.needs_adapt() for spec in specs)
+    other = {"review": np.array(["gamma zeta words"] * 6), "readings": SENSOR_TRAIN + 100.0}
+    second = mmk.build_model(specs, task=mmk.Classification(LABELS), projection_dim=16, adapt_data=other)
+    np.testing.assert_allclose(second.specs[1].mean, SENSOR_TRAIN.mean(axis=0) + 100.0, rtol=1e-4)
+    np.testing.assert_allclose(first.specs[1].mean, SENSOR_TRAIN.mean(axis=0), rtol=1e-4)
+    assert "alpha" in first.specs[0].vocabulary and "alpha" not in second.specs[0].vocabulary
+    baseline = mmk.build_unimodal(specs[1], mmk.Classification(LABELS), adapt_data=other)
+    np.testing.assert_allclose(baseline.specs[0].mean, second.specs[1].mean)
+    assert specs[1].mean is None
