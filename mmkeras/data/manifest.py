@@ -144,8 +144,9 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
     column_of = _column_lookup(specs, columns)
     _check_columns(path, rows, specs, label_column, column_of)
     # A column some input reads is that input's, even when it is called `split`.
-    has_split = SPLIT_COLUMN in rows[0] and SPLIT_COLUMN not in _needed_columns(specs, label_column,
-                                                                                column_of)
+    # Any row's key counts: a JSONL object may leave a key out that others have.
+    has_split = SPLIT_COLUMN in _columns_of(rows) and SPLIT_COLUMN not in _needed_columns(
+        specs, label_column, column_of)
     base = os.path.dirname(path)
     label_ids = {name: i for i, name in enumerate(labels)}
     good, errors = [], []
@@ -182,11 +183,16 @@ def _column_lookup(specs, columns):
 def _check_columns(path, rows, specs, label_column, column_of):
     if not rows:
         raise ManifestError([RowError(path, 0, "*", "the manifest has no rows")])
-    present = set(rows[0].keys())
+    present = _columns_of(rows)
     missing = [c for c in _needed_columns(specs, label_column, column_of) if c not in present]
     if missing:
         raise ManifestError([RowError(path, 1, c, f"column not found (columns: {sorted(present)})")
                              for c in missing])
+
+
+def _columns_of(rows):
+    """Every column any row has: CSV rows share the header; JSONL objects may differ."""
+    return {key for row in rows for key in row if key is not None}
 
 
 def _needed_columns(specs, label_column, column_of):
@@ -207,7 +213,9 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
         fail("*", f"{len(row[None])} more field(s) than the header has")
     needed = _needed_columns(specs, label_column, column_of) + ([SPLIT_COLUMN] if has_split else [])
     for column in needed:
-        if column not in row:
+        if column == SPLIT_COLUMN and column not in row:
+            fail(column, f"no split, where other rows have one; expected one of {list(SPLIT_VALUES)}")
+        elif column not in row:
             fail(column, "missing field (use an empty value for a missing modality)")
         elif row[column] == SHORT_ROW:
             fail(column, "the row has fewer fields than the header")
