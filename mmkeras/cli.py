@@ -228,7 +228,13 @@ def _validate(args):
         print(e)
         return 1
     print(f"{manifest}: every row is valid")
-    for line in format_summary(summarize(examples, app.specs(), app.data.labels, app.data.multi_label)):
+    # The split `run --seed` would make of these rows, so a class missing from one shows now.
+    from mmkeras.data.splits import split_examples
+
+    data = app.data
+    split = split_examples(examples, data.validation_fraction, data.test_fraction, seed=args.seed,
+                           labels=data.labels)
+    for line in format_summary(summarize(examples, app.specs(), data.labels, data.multi_label, split=split)):
         print(f"  {line}")
     return 0
 

@@ -380,3 +380,94 @@ def test_paths_that_leave_the_manifests_folder_are_refused_unless_allowed(tmp_pa
                                 f"{outside / 'a.png'},ok\nimages/link.png,ok\n")
     examples, _ = load_examples(data / "m.csv", [spec], "label", ["ok", "bad"], allow_outside_paths=True)
     assert len(examples) == 4
+
+
+# === Stratified splits ===
+
+
+def examples_with_labels(labels):
+    from mmkeras.data import Examples
+
+    labels = np.asarray(labels)
+    return Examples({"note": np.array(["a b"] * len(labels), object)}, labels, list(range(1, len(labels) + 1)))
+
+
+def class_counts(part, num_classes):
+    return np.bincount(part.labels, minlength=num_classes).tolist()
+
+
+def test_a_stratified_split_puts_a_rare_class_in_every_split():
+    from mmkeras.data.splits import split_examples
+
+    examples = examples_with_labels([0] * 60 + [1] * 37 + [2] * 3)
+    for seed in range(10):
+        split = split_examples(examples, 0.15, 0.15, seed=seed)
+        assert [class_counts(part, 3)[2] for part in split] == [1, 1, 1], f"seed {seed}"
+        assert split.how == {"method": "stratified", "note": None}
+        assert [len(part) for part in split] == [70, 15, 15]
+        assert sorted(sum((part.rows for part in split), [])) == examples.rows
+    again = split_examples(examples, 0.15, 0.15, seed=9)
+    assert [part.rows for part in again] == [part.rows for part in split]
+
+
+def test_a_class_too_small_for_every_split_falls_back_to_random_with_a_note():
+    from mmkeras.data.splits import split_examples
+
+    examples = examples_with_labels([0] * 50 + [1] * 49 + [2])
+    split = split_examples(examples, 0.15, 0.15, seed=0, labels=["ok", "scratch", "dent"])
+    assert split.how["method"] == "random"
+    assert "class 'dent' has 1 example(s), too few for one in each of the 3 splits" in split.how["note"]
+    # The seeded random split, unchanged.
+    order = np.random.default_rng(0).permutation(100)
+    assert split[2].rows == sorted((order[:15] + 1).tolist())
+    # Without names the note says the class id.
+    assert "class 2 has 1 example(s)" in split_examples(examples, 0.15, 0.15).how["note"]
+
+
+def test_a_multi_label_split_stays_random():
+    from mmkeras.data.splits import split_examples
+
+    targets = np.zeros((40, 3), "float32")
+    targets[:, 0], targets[:2, 2] = 1, 1  # a rare label, as stratifying would protect
+    split = split_examples(examples_with_labels(targets), 0.25, 0.25, seed=1)
+    assert split.how["method"] == "random" and "multi-label" in split.how["note"]
+    order = np.random.default_rng(1).permutation(40)
+    assert [part.rows for part in split] == [sorted((order[i:j] + 1).tolist()) for i, j in
+                                             ((20, 40), (10, 20), (0, 10))]
+
+
+def test_a_split_column_split_notes_a_class_it_leaves_out():
+    from mmkeras.data.splits import split_examples
+
+    examples = examples_with_labels([0] * 8 + [1] * 2)
+    examples.splits = np.array(["train"] * 6 + ["validation", "test", "train", "train"], object)
+    split = split_examples(examples, 0.15, 0.15, labels=["a", "b"])
+    assert split.how["method"] == "manifest"
+    assert split.how["note"] == ("class 'b' has no example in the validation split; "
+                                 "class 'b' has no example in the test split")
+
+
+def test_write_split_records_how_the_split_was_made(tmp_path):
+    from mmkeras.data.splits import split_examples, write_split
+
+    split = split_examples(examples_with_labels([0] * 10 + [1] * 10), 0.2, 0.2)
+    write_split(tmp_path, "m.csv", 0, *split, how=split.how)
+    record = json.load(open(tmp_path / "split.json"))
+    assert record["how"] == {"method": "stratified", "note": None}
+    assert record["rows"]["test"] == split[2].rows
+    write_split(tmp_path, "m.csv", 0, *split)  # the caller that does not say: still a record
+    assert json.load(open(tmp_path / "split.json"))["how"] is None
+
+
+def test_the_summary_shows_the_split_and_how_it_was_made():
+    from mmkeras.data.splits import split_examples
+    from mmkeras.data.summary import format_summary, summarize
+
+    def last_line(labels):
+        examples = examples_with_labels(labels)
+        split = split_examples(examples, 0.15, 0.15, labels=["no", "yes"])
+        return format_summary(summarize(examples, [mmk.TextInput("note")], ["no", "yes"], split=split))[-1]
+
+    assert last_line([0] * 17 + [1] * 3) == "split: train 14, validation 3, test 3 (stratified by class)"
+    assert last_line([0] * 19 + [1]).startswith("split: train 14, validation 3, test 3 (random); a random split: "
+                                               "class 'yes' has 1 example(s)")

@@ -11,9 +11,10 @@ import tensorflow as tf
 from PIL import Image
 
 from mmkeras.data.manifest import raw_file_bytes
+from mmkeras.data.splits import SPLIT_NAMES
 
 
-def summarize(examples, specs, labels, multi_label=False):
+def summarize(examples, specs, labels, multi_label=False, split=None):
     """A summary of validated `Examples`.
 
     Args:
@@ -21,13 +22,15 @@ def summarize(examples, specs, labels, multi_label=False):
         specs: the modality specs they were validated against.
         labels: class names.
         multi_label: labels are multi-hot.
+        split: the `Split` of `split_examples` that a run would train on, or None.
 
     Returns:
         `{"rows": N, "classes": {label: count}, "inputs": {name: {...}}}`;
         each input has `kind` and `missing` (examples without it), plus
         `width` / `height` (images), `seconds` and `sample_rates` (audio),
         `words` (text) or `missing_values` per feature (sensors), ranges as
-        `[min, median, max]` over the examples that have the input.
+        `[min, median, max]` over the examples that have the input. With
+        `split`, also `"split": {"rows": {split name: N}, "method", "note"}`.
 
     Example:
     >>> import numpy as np, mmkeras as mmk
@@ -39,9 +42,12 @@ def summarize(examples, specs, labels, multi_label=False):
     """
     targets = np.asarray(examples.labels)
     counts = targets.sum(axis=0) if multi_label else np.bincount(targets, minlength=len(labels))
-    return {"rows": len(examples),
-            "classes": {label: int(count) for label, count in zip(labels, counts)},
-            "inputs": {spec.name: _summarize_input(spec, examples.columns[spec.name]) for spec in specs}}
+    summary = {"rows": len(examples),
+               "classes": {label: int(count) for label, count in zip(labels, counts)},
+               "inputs": {spec.name: _summarize_input(spec, examples.columns[spec.name]) for spec in specs}}
+    if split is not None:
+        summary["split"] = {"rows": {name: len(part) for name, part in zip(SPLIT_NAMES, split)}, **split.how}
+    return summary
 
 
 def format_summary(summary):
@@ -50,6 +56,12 @@ def format_summary(summary):
     for name, entry in summary["inputs"].items():
         details = ", ".join(f"{key} {value}" for key, value in entry.items() if key not in ("kind", "missing"))
         lines.append(f"{name} ({entry['kind']}): missing in {entry['missing']}" + (f"; {details}" if details else ""))
+    if "split" in summary:
+        split = summary["split"]
+        method = {"manifest": "from the manifest's split column", "stratified": "stratified by class",
+                  "random": "random"}.get(split["method"], split["method"])
+        counts = ", ".join(f"{name} {count}" for name, count in split["rows"].items())
+        lines.append(f"split: {counts} ({method})" + (f"; {split['note']}" if split["note"] else ""))
     return lines
 
 
