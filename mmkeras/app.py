@@ -154,7 +154,8 @@ def prepare_data(app, manifest=None, work_dir="runs", num_examples=None, seed=0)
                                          report_path=os.path.join(work_dir, "skipped_rows.csv"))
     if errors:
         print(f"Skipped {len(errors)} bad row(s); see {os.path.join(work_dir, 'skipped_rows.csv')}")
-    splits = split_examples(examples, data.validation_fraction, data.test_fraction, seed=seed)
+    splits = split_examples(examples, data.validation_fraction, data.test_fraction, seed=seed,
+                            labels=data.labels)
     return manifest, splits
 
 
@@ -233,8 +234,9 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     multi_label = data.multi_label
 
     # === Data ===
-    manifest, (train, val, test) = prepare_data(app, manifest, work_dir, num_examples, seed)
-    write_split(work_dir, manifest, seed, train, val, test)
+    manifest, split = prepare_data(app, manifest, work_dir, num_examples, seed)
+    train, val, test = split
+    write_split(work_dir, manifest, seed, train, val, test, how=split.how)
     print(f"[{app.name}] data: {manifest} -> {len(train)} train / {len(val)} validation / {len(test)} test")
     specs = app.specs()
     batch_size = train_config.batch_size
@@ -302,9 +304,12 @@ def _train(model, datasets, app, out_dir, fit_options, steps_per_epoch):
         datasets["val"], app.data.labels, os.path.join(out_dir, "tensorboard"))
     settings = {**dataclasses.asdict(app.model), **dataclasses.asdict(app.training)}
     hparams = {key: value for key, value in settings.items() if isinstance(value, (bool, int, float, str))}
-    # The best epoch is the one with the best validation headline, when
-    # training logs it (`training.validation_monitor`).
-    monitor = training.validation_monitor(model, _LOGGED_HEADLINES.get(app.evaluation.headline))
+    # The best epoch is the one with the best validation headline, or the
+    # nearest logged metric where Keras cannot log the headline per epoch.
+    headline = app.evaluation.headline
+    monitor = training.validation_monitor(model, headline)
+    if training.monitor_note(model, headline):
+        print(f"[{app.name}] best epoch by {monitor}: {training.monitor_note(model, headline)}")
     training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir, monitor=monitor,
                  patience=app.training.patience, confusion_matrix=confusion, hparams=hparams,
                  **fit_options)
@@ -335,11 +340,8 @@ def compile_app_model(model, app, total_steps):
     return training.compile_model(model, multi_label=app.data.multi_label, learning_rate=learning_rate,
                                   optimizer=config.optimizer, label_smoothing=config.label_smoothing,
                                   jit_compile=config.jit_compile, clipnorm=config.clipnorm,
-                                  auxiliary_loss_weight=config.auxiliary_loss_weight)
-
-
-# Report headlines and the training-log metric that tracks each.
-_LOGGED_HEADLINES = {"accuracy": "accuracy", "macro_f1": "macro_f1", "roc_auc_macro": "auc"}
+                                  auxiliary_loss_weight=config.auxiliary_loss_weight,
+                                  headline=app.evaluation.headline)
 
 
 @contextlib.contextmanager

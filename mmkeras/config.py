@@ -28,6 +28,7 @@ from typing import Literal
 import yaml
 
 from mmkeras.fusion import FUSIONS
+from mmkeras.headlines import check_headline
 from mmkeras.registry import did_you_mean
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
 
@@ -221,9 +222,19 @@ def _check_across(sections, where):
     if data.validation_fraction + data.test_fraction >= 1:
         raise ValueError(f"{where}: data.validation_fraction + data.test_fraction must be < 1 (the rest "
                          f"trains). Received: {data.validation_fraction} + {data.test_fraction}")
+    if evaluation.normal_label is not None and data.multi_label:
+        raise ValueError(f"{where}: evaluation.normal_label: applies to single-label apps (a multi-label "
+                         f"example with no label is the normal case); remove it or set data.multi_label: "
+                         f"false. Received: {evaluation.normal_label!r}")
     if evaluation.normal_label is not None and evaluation.normal_label not in data.labels:
-        raise ValueError(f"{where}: evaluation.normal_label: expected one of data.labels {data.labels}. "
+        raise ValueError(f"{where}: evaluation.normal_label: expected one of data.labels {data.labels}"
+                         f"{did_you_mean(evaluation.normal_label, data.labels)}. "
                          f"Received: {evaluation.normal_label!r}")
+    if evaluation.headline is not None:
+        try:
+            check_headline(evaluation.headline, data.multi_label, evaluation.normal_label)
+        except ValueError as e:
+            raise ValueError(f"{where}: evaluation.headline: {e}") from None
 
 
 def _unknown_key(where, path, allowed):

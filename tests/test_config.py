@@ -46,7 +46,16 @@ def test_a_misspelled_key_is_an_error_naming_its_path(tmp_path):
     ("fusion: concat", "fusion: sum", "model.fusion: expected one of ['concat', 'weighted'"),
     ('serving_version: "2.20"', "serving_version: 2.20",  # YAML reads 2.20 as the number 2.2
      "export.serving_version: expected a string. Received: 2.2"),
-    ("normal_label: ok", "normal_label: okay", "evaluation.normal_label: expected one of data.labels"),
+    ("normal_label: ok", "normal_label: okay", "evaluation.normal_label: expected one of data.labels "
+     "['ok', 'scratch', 'dent', 'contamination'] (did you mean 'ok'?)"),
+    ("headline: macro_f1", "headline: macro_f2", "evaluation.headline: unknown headline 'macro_f2' (did you "
+     "mean 'macro_f1'?); a single-label app offers: accuracy, macro_f1, roc_auc_macro, pr_auc_macro, ece, "
+     "miss_rate, false_alarm_rate"),
+    ("headline: macro_f1", "headline: subset_accuracy", "evaluation.headline: unknown headline "
+     "'subset_accuracy' (did you mean 'accuracy'?); a single-label app offers"),
+    ("headline: macro_f1\n  normal_label: ok", "headline: miss_rate\n  normal_label: null",
+     "evaluation.headline: headline 'miss_rate' compares against the normal class: set evaluation.normal_label"),
+    ("multi_label: false", "multi_label: true", "evaluation.normal_label: applies to single-label apps"),
     ("test_fraction: 0.15", "test_fraction: 0.9", "data.validation_fraction + data.test_fraction must be < 1"),
 ])
 def test_a_bad_value_is_an_error_naming_its_path(tmp_path, old, new, message):

@@ -276,8 +276,8 @@ def test_best_epoch_is_picked_by_the_validation_metric(tmp_path):
     # Macro-F1 is logged too: with class weights, accuracy favours majority-class epochs.
     assert training.validation_monitor(model, "macro_f1") == "val_macro_f1"
     assert "val_macro_f1" in history.history
-    with pytest.raises(ValueError, match=r"multi-label head logs \['auc'\]"):
-        training.validation_monitor(multi_label_model(), "macro_f1")
+    with pytest.raises(ValueError, match=r"unknown headline 'macro_f2' \(did you mean 'macro_f1'\?\)"):
+        training.validation_monitor(multi_label_model(), "macro_f2")
     for monitor, mode in (("val_loss", "min"), ("val_label_accuracy", "max")):
         early = training.callbacks(tmp_path, monitor=monitor, tensorboard=False)[-1]
         assert early.monitor == monitor and early.mode == mode
@@ -494,3 +494,52 @@ def test_xla_is_refused_for_text_inputs_with_a_plain_message():
     model = mmk.build_unimodal(spec, mmk.Classification(["a", "b"]))
     with pytest.raises(ValueError, match=r"jit_compile=True cannot compile a model with text inputs \['note'\]"):
         training.compile_model(model, jit_compile=True)
+
+
+# === Every headline picks the best epoch; macro-F1 as the report computes it (issue 23, items 5, 8) ===
+
+
+def multi_label_dataset(batch_size=16):
+    features, labels = worker.make_arrays(num_examples=batch_size)
+    multi_hot = np.eye(worker.NUM_CLASSES, dtype="float32")[labels]
+    multi_hot[:, 0] = 1.0
+    return tf.data.Dataset.from_tensor_slices(({"sensor": features}, multi_hot)).batch(batch_size)
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_every_report_headline_works_as_the_early_stopping_monitor(multi_label, tmp_path):
+    from mmkeras.headlines import headlines
+
+    for headline in headlines(multi_label):
+        model = multi_label_model() if multi_label else aux_model()
+        data = multi_label_dataset() if multi_label else one_batch()
+        training.compile_model(model, headline=headline)
+        monitor = training.validation_monitor(model, headline)
+        history = training.fit(model, data, data, epochs=1, out_dir=tmp_path / headline, monitor=monitor,
+                               verbose=0, tensorboard=False)
+        assert monitor in history.history, (headline, monitor, sorted(history.history))
+
+
+def test_training_macro_f1_agrees_with_the_report_when_a_class_is_absent():
+    """Keras' F1Score counts a class absent from truth and predictions as 0; the report skips it."""
+    from mmkeras.evaluation import classification_metrics
+    from mmkeras.metrics import MacroF1, SparseMacroF1
+
+    y_true = np.array([0, 1, 1, 0])
+    y_prob = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    report = classification_metrics(y_true, y_prob, ["a", "b", "c"])["macro_f1"]
+    metric = SparseMacroF1(num_classes=3)
+    metric.update_state(y_true, y_prob)
+    assert report == pytest.approx(float(metric.result())) == pytest.approx(1.0)
+    wrong = np.array([[0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    metric.reset_state()
+    metric.update_state(y_true, wrong)
+    assert float(metric.result()) == pytest.approx(classification_metrics(y_true, wrong, ["a", "b", "c"])["macro_f1"])
+    multi_true = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    multi_prob = np.array([[0.9, 0.2, 0.1], [0.5, 0.4, 0.2], [0.3, 0.8, 0.1]])
+    multi = MacroF1(num_classes=3, threshold=0.5)
+    multi.update_state(multi_true, multi_prob)
+    expected = classification_metrics(multi_true, multi_prob, ["a", "b", "c"], multi_label=True)["macro_f1"]
+    assert float(multi.result()) == pytest.approx(expected)
+    restored = MacroF1.from_config(multi.get_config())
+    assert restored.label_threshold == 0.5 and restored.num_classes == 3

@@ -12,6 +12,7 @@ import numpy as np
 import sklearn.metrics
 
 from mmkeras.evaluation.calibration import calibration
+from mmkeras.headlines import default_headline  # noqa: F401  (public here too)
 
 # Headline metrics where smaller is better; every other scalar is "higher is
 # better". Ablation importance is always "how much worse without it".
@@ -345,11 +346,6 @@ def classification_metrics(y_true, y_prob, labels, multi_label=False, normal_lab
 
 
 # === The headline metric ===
-
-
-def default_headline(multi_label):
-    """The headline metric: accuracy for single-label, macro ROC-AUC for multi-label."""
-    return "roc_auc_macro" if multi_label else "accuracy"
 
 
 def headline_value(metrics, name):

@@ -18,7 +18,7 @@ out_dir/
 ```
 """
 
-from mmkeras.training.callbacks import callbacks, validation_monitor
+from mmkeras.training.callbacks import callbacks, monitor_note, validation_monitor
 from mmkeras.training.class_weights import class_weights
 from mmkeras.training.compile import (SparseCategoricalCrossentropyWithSmoothing, compile_model,
                                       warmup_cosine)
@@ -26,4 +26,4 @@ from mmkeras.training.distribution import set_precision, strategy
 from mmkeras.training.fit import fit, with_labels_for
 
 __all__ = ["SparseCategoricalCrossentropyWithSmoothing", "callbacks", "class_weights", "compile_model",
-           "fit", "set_precision", "strategy", "validation_monitor", "warmup_cosine", "with_labels_for"]
+           "fit", "monitor_note", "set_precision", "strategy", "validation_monitor", "warmup_cosine", "with_labels_for"]

@@ -5,6 +5,7 @@ import os
 
 import keras
 
+from mmkeras.headlines import tracker
 from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label
 
 
@@ -132,18 +133,21 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     return result
 
 
-def validation_monitor(model, metric=None):
+def validation_monitor(model, headline=None):
     """The logged validation metric that picks a classifier's best epoch.
 
-    A metric, not `val_loss`: on a few hundred validation examples the loss
-    swings with the confidence of a handful of mistakes, and class weights
-    and label smoothing move it without changing a prediction.
+    The one that tracks the report's `headline` (`mmkeras.headlines`): the
+    headline itself where training logs it (`compile_model(headline=...)` adds
+    it), else the nearest logged metric, which `monitor_note` names. A
+    metric, not `val_loss`, for the default headlines: on a few hundred
+    validation examples the loss swings with the confidence of a handful of
+    mistakes, and class weights and label smoothing move it without changing
+    a prediction.
 
     Args:
-        model: a classifier compiled by `compile_model`.
-        metric: `"accuracy"` or `"macro_f1"` (single-label heads), `"auc"`
-            (multi-label heads); None: accuracy, or ROC AUC for a
-            multi-label head.
+        model: a classifier compiled by `compile_model` with the same headline.
+        headline: a report headline (`evaluation.headline`); None: accuracy,
+            or ROC AUC for a multi-label head.
 
     Returns:
         The name in the training logs, of the `"label"` output when the model
@@ -151,24 +155,22 @@ def validation_monitor(model, metric=None):
 
     Example:
     >>> x = keras.Input((2,), name="sensor")
-    >>> validation_monitor(keras.Model(x, keras.layers.Dense(2, activation="softmax", name="label")(x)))
-    'val_accuracy'
+    >>> model = keras.Model(x, keras.layers.Dense(2, activation="softmax", name="label")(x))
+    >>> validation_monitor(model), validation_monitor(model, "roc_auc_macro"), validation_monitor(model, "ece")
+    ('val_accuracy', 'val_auc', 'val_loss')
     """
-    multi_label = is_multi_label(model)
-    known = ("auc",) if multi_label else ("accuracy", "macro_f1")
-    metric = metric or known[0]
-    if metric not in known:
-        raise ValueError(f"A {'multi' if multi_label else 'single'}-label head logs {list(known)}; "
-                         f"received metric={metric!r}.")
+    logged = tracker(headline, is_multi_label(model)).logged
     prefix = f"val_{LABEL_OUTPUT}_" if aux_output_names(model) else "val_"
-    return prefix + metric
+    return prefix + logged
+
+
+def monitor_note(model, headline=None):
+    """Why the best epoch is picked by another metric than `headline`; None where it is the headline."""
+    return tracker(headline, is_multi_label(model)).note
 
 
 def _mode(monitor):
     return "min" if monitor.endswith("loss") else "max"
-
-
-# Alias so `fit(callbacks=...)` can still reach the function above.
 
 
 def _task_dir(out_dir):

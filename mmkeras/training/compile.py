@@ -2,8 +2,9 @@
 
 import keras
 
-from mmkeras.metrics import SparseMacroF1
-from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label, label_output
+from mmkeras.headlines import tracker
+from mmkeras.metrics import MacroF1, SparseAUC, SparseMacroF1
+from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label, label_output, task_of
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -78,12 +79,15 @@ def warmup_cosine(learning_rate, total_steps, warmup_fraction=0.1):
 
 def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="adamw",
                   jit_compile=False, label_smoothing=0.0, auxiliary_loss_weight=0.3,
-                  clipnorm=1.0, steps_per_execution=1):
+                  clipnorm=1.0, steps_per_execution=1, headline=None):
     """Compile a classifier with the loss and metrics its head needs.
 
     Single-label heads (softmax) get sparse categorical cross-entropy and
     `accuracy`; multi-label heads (sigmoid, multi-hot targets) get binary
-    cross-entropy, `auc` (multi-label ROC AUC) and `binary_accuracy`. A model
+    cross-entropy, `auc` (multi-label ROC AUC) and `binary_accuracy`; the
+    metric that tracks a report `headline` is added where it is not among
+    them (`mmkeras.headlines`: `auc` or `pr_auc` of a single-label head,
+    `macro_f1` or `pr_auc` of a multi-label one). A model
     whose output is a dict `{"label": ..., "<modality>_aux": ...}` gets the
     same loss on every output, weighted 1 for `"label"` and
     `auxiliary_loss_weight` for each auxiliary head; metrics are reported for
@@ -107,6 +111,8 @@ def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="ada
         clipnorm: global gradient norm limit; `None` turns clipping off.
         steps_per_execution: train steps run per `tf.function` call (raise it
             on TPUs).
+        headline: the report metric the run is judged by (`evaluation.headline`);
+            None: the default headline, which the default metrics track.
 
     Returns:
         The model, compiled.
@@ -128,7 +134,9 @@ def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="ada
     aux_names = aux_output_names(model)
     num_classes = label_output(model.output).shape[-1]
     with model.distribute_strategy.scope():
-        loss, metrics = _head_loss_and_metrics(multi_label, label_smoothing, num_classes)
+        threshold = float(getattr(task_of(model), "threshold", 0.5))
+        loss, metrics = _head_loss_and_metrics(multi_label, label_smoothing, num_classes, threshold,
+                                               tracker(headline, multi_label).logged)
         if aux_names:
             loss = {name: _copy_loss(loss) for name in output_names}
             loss_weights = {name: (auxiliary_loss_weight if name in aux_names else 1.0)
@@ -159,21 +167,29 @@ def _check_xla_inputs(model):
                          f"training.jit_compile: false for this model.")
 
 
-def _head_loss_and_metrics(multi_label, label_smoothing, num_classes):
+def _head_loss_and_metrics(multi_label, label_smoothing, num_classes, threshold, tracked):
+    """The head's loss, its default metrics, and the metric named `tracked` if it is not one."""
     if multi_label:
         loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
         # num_labels builds the AUC variables now, not lazily inside the
         # (possibly distributed) train step.
-        metrics = [keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc"),
-                   keras.metrics.BinaryAccuracy(name="binary_accuracy")]
+        metrics = {"auc": lambda: keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc"),
+                   "binary_accuracy": lambda: keras.metrics.BinaryAccuracy(name="binary_accuracy")}
+        extra = {"macro_f1": lambda: MacroF1(num_classes, threshold=threshold),
+                 "pr_auc": lambda: keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_classes,
+                                                     name="pr_auc")}
     else:
         if label_smoothing:
             loss = SparseCategoricalCrossentropyWithSmoothing(label_smoothing)
         else:
             loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                   SparseMacroF1(num_classes)]
-    return loss, metrics
+        metrics = {"accuracy": lambda: keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                   "macro_f1": lambda: SparseMacroF1(num_classes)}
+        extra = {"auc": lambda: SparseAUC(num_classes),
+                 "pr_auc": lambda: SparseAUC(num_classes, curve="PR", name="pr_auc")}
+    if tracked in extra:
+        metrics[tracked] = extra[tracked]
+    return loss, [make() for make in metrics.values()]
 
 
 def _copy_loss(loss):
