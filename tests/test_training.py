@@ -250,7 +250,9 @@ def test_callbacks_layout_and_hparams(tmp_path):
 def test_best_checkpoint_keeps_record_of_interrupted_run(tmp_path, resuming):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    (checkpoints / "best.keras").write_text("best model of the interrupted run")
+    interrupted_best = training.compile_model(worker.make_model(seed=1))
+    interrupted_best.save(checkpoints / "best.keras")
+    saved = (checkpoints / "best.keras").read_bytes()
     (checkpoints / "best.json").write_text(
         json.dumps({"monitor": "val_accuracy", "value": 1.1, "epoch": 1}))  # fit's default monitor
     if resuming:  # what BackupAndRestore leaves behind when a run dies
@@ -259,8 +261,11 @@ def test_best_checkpoint_keeps_record_of_interrupted_run(tmp_path, resuming):
     model = training.compile_model(worker.make_model())
     training.fit(model, one_batch(), one_batch(), epochs=1, out_dir=tmp_path, verbose=0,
                  tensorboard=False)
-    kept = (checkpoints / "best.keras").read_bytes() == b"best model of the interrupted run"
+    kept = (checkpoints / "best.keras").read_bytes() == saved
     assert kept == resuming  # a fresh run in the same directory starts a new record
+    if resuming:  # and the interrupted run's best is the model fit leaves behind
+        for trained, best in zip(model.get_weights(), interrupted_best.get_weights()):
+            np.testing.assert_array_equal(trained, best)
 
 
 def test_best_epoch_is_picked_by_the_validation_metric(tmp_path):
@@ -455,7 +460,9 @@ class FirstEpochProbe(keras.callbacks.Callback):
 def test_killed_run_resumes_from_backup(tmp_path, backup_steps, restored_iterations):
     # 8 batches per epoch; the process dies after batch index 2 of epoch index 1.
     # Epoch backups restore the end of epoch 0 (8 steps); backups every 2 steps
-    # restore the state after batch index 1 of epoch 1 (10 steps).
+    # restore the state after batch index 1 of epoch 1 (10 steps). Epoch 1 then
+    # runs again whole, so its step counter starts at 8 either way: the cosine
+    # schedule is where it was at the epoch's start, not 2 steps past it.
     out_dir, record_path = tmp_path / "run", tmp_path / "record.npz"
     command = ["crash", str(out_dir), str(record_path), "2", str(backup_steps or 0)]
     assert run_processes([command], tmp_path) == [worker.CRASH_EXIT_CODE], log_tail(tmp_path)
@@ -474,7 +481,8 @@ def test_killed_run_resumes_from_backup(tmp_path, backup_steps, restored_iterati
 
     assert probe.first_epoch == 1
     assert len(history.history["loss"]) == 3
-    assert probe.iterations == restored_iterations  # optimizer state came back too
+    assert probe.iterations == 8  # the epoch's first step, whatever the backup's count
+    assert int(model.optimizer.iterations.numpy()) == 4 * 8  # 4 epochs: the schedule ends where planned
     assert changed(fresh_weights, probe.weights)  # not from scratch
     for restored, expected in zip(probe.weights, restored_state):
         np.testing.assert_allclose(restored, expected, rtol=1e-6, atol=1e-7)
@@ -487,6 +495,24 @@ def test_killed_run_resumes_from_backup(tmp_path, backup_steps, restored_iterati
     best = keras.models.load_model(out_dir / "checkpoints" / "best.keras")
     logs = best.evaluate(worker.make_dataset(seed=2), verbose=0, return_dict=True)
     assert logs["loss"] == pytest.approx(min(all_val_losses), rel=1e-5)
+    # ... and it is the model fit leaves behind, to be saved, evaluated and exported.
+    for trained, kept in zip(model.get_weights(), best.get_weights()):
+        np.testing.assert_array_equal(trained, kept)
+
+
+def test_early_stopping_resumes_with_the_interrupted_runs_best(tmp_path):
+    """Keras' EarlyStopping restarts with no best after BackupAndRestore."""
+    run_callbacks = training.callbacks(tmp_path, monitor="val_accuracy", patience=3, tensorboard=False)
+    early = run_callbacks[-1]
+    (tmp_path / "checkpoints" / "best.json").write_text(
+        json.dumps({"monitor": "val_accuracy", "value": 0.9, "epoch": 2}))
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 4, "batch": 0}))
+    early.set_model(training.compile_model(worker.make_model()))
+    early.on_train_begin()
+    assert (early.best, early.best_epoch, early.wait) == (0.9, 1, 2)  # epochs 3 and 4 did not beat it
+    early.on_epoch_end(4, {"val_accuracy": 0.8})
+    assert early.model.stop_training  # the third epoch without a better value
 
 
 def test_xla_is_refused_for_text_inputs_with_a_plain_message():

@@ -9,6 +9,27 @@ from mmkeras.headlines import tracker
 from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label
 
 
+_BACKUP_METADATA = "training_metadata.json"  # what keras.callbacks.BackupAndRestore writes
+
+
+def _backup_epoch(backup_dir):
+    """The epoch a backup resumes at, or None when `backup_dir` holds no backup."""
+    path = os.path.join(backup_dir, _BACKUP_METADATA)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def _best_record(record_path, monitor):
+    """`{"monitor", "value", "epoch"}` of the best epoch so far for `monitor`, or None."""
+    if not os.path.exists(record_path):
+        return None
+    with open(record_path) as f:
+        record = json.load(f)
+    return record if record.get("monitor") == monitor else None
+
+
 class _EpochAndStepBackup(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that saves at each epoch end and every `steps` batches.
 
@@ -16,14 +37,26 @@ class _EpochAndStepBackup(keras.callbacks.BackupAndRestore):
     epoch counted from the start of the current `fit` call, so a second crash
     after a resume would restart from epoch 0. A resumed run re-runs the
     interrupted epoch from its first batch, starting from the backed-up
-    weights and optimizer state.
+    weights and optimizer state; the optimizer's step counter is set back to
+    that epoch's first step, so a learning-rate schedule is where it was at
+    the epoch's start and never runs past its end.
     """
 
     def __init__(self, backup_dir, steps=None):
         super().__init__(backup_dir, save_freq=steps or "epoch", delete_checkpoint=True)
+        self._resumed_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self._resumed_epoch = _backup_epoch(self.backup_dir)
+        super().on_train_begin(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
+        steps = self.params.get("steps") if self.params else None
+        if self._resumed_epoch is not None and steps and self.model.optimizer is not None:
+            # A step backup holds the count after part of the epoch, which runs again whole.
+            self.model.optimizer.iterations.assign(epoch * steps)
+        self._resumed_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -37,6 +70,7 @@ class _BestCheckpoint(keras.callbacks.ModelCheckpoint):
     It writes the best value next to the model; when a run resumes from a
     backup, that value is the threshold to beat, so a worse epoch after the
     restart does not overwrite the best model of the interrupted run.
+    `training.fit` loads this checkpoint's weights when training ends.
     """
 
     def __init__(self, filepath, monitor, backup_dir):
@@ -45,12 +79,9 @@ class _BestCheckpoint(keras.callbacks.ModelCheckpoint):
         self.backup_dir = backup_dir
 
     def on_train_begin(self, logs=None):
-        resuming = os.path.exists(os.path.join(self.backup_dir, "training_metadata.json"))
-        if resuming and os.path.exists(self.record_path):
-            with open(self.record_path) as f:
-                record = json.load(f)
-            if record.get("monitor") == self.monitor:
-                self.best = record["value"]
+        record = _best_record(self.record_path, self.monitor)
+        if record and _backup_epoch(self.backup_dir) is not None:
+            self.best = record["value"]
 
     def on_epoch_end(self, epoch, logs=None):
         previous = self.best
@@ -59,6 +90,24 @@ class _BestCheckpoint(keras.callbacks.ModelCheckpoint):
             with open(self.record_path, "w") as f:
                 json.dump({"monitor": self.monitor, "value": float(self.best),
                            "epoch": epoch + 1}, f)
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` that, on a resume, continues from the interrupted run's
+    best value and the epochs waited since it (Keras' restarts with no best)."""
+
+    def __init__(self, monitor, patience, record_path, backup_dir):
+        super().__init__(monitor=monitor, mode=_mode(monitor), patience=patience, restore_best_weights=True)
+        self.record_path = record_path
+        self.backup_dir = backup_dir
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        record = _best_record(self.record_path, self.monitor)
+        resumed_epoch = _backup_epoch(self.backup_dir)
+        if record and resumed_epoch is not None:
+            self.best, self.best_epoch = record["value"], record["epoch"] - 1
+            self.wait = max(resumed_epoch - record["epoch"], 0)
 
 
 def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
@@ -71,8 +120,9 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     then optionally `TensorBoard`, a TensorBoard hparams record and the
     confusion-matrix callback. Re-running the same script with the same
     `out_dir` after a crash resumes at the interrupted epoch, with the
-    weights and optimizer state of the last backup; the best checkpoint
-    keeps the interrupted run's record, early stopping's patience restarts.
+    weights and optimizer state of the last backup; the best checkpoint and
+    early stopping keep the interrupted run's best value (early stopping
+    also the epochs waited since it).
 
     Under `MultiWorkerMirroredStrategy` (a `TF_CONFIG` with more than one
     task) only the chief writes to `out_dir`; other tasks write to
@@ -100,7 +150,7 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in callbacks(tempfile.mkdtemp(), tensorboard=False)]
-    ['_EpochAndStepBackup', 'TerminateOnNaN', '_BestCheckpoint', 'EarlyStopping']
+    ['_EpochAndStepBackup', 'TerminateOnNaN', '_BestCheckpoint', '_ResumableEarlyStopping']
     """
     if confusion_matrix is not None and not isinstance(confusion_matrix, keras.callbacks.Callback):
         raise TypeError("Expected confusion_matrix to be a keras.callbacks.Callback; "
@@ -111,14 +161,14 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     run_dir = _task_dir(os.fspath(out_dir))
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     backup_dir = os.path.join(run_dir, "backup")
+    best = _BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, backup_dir)
     result = [
         _EpochAndStepBackup(backup_dir, steps=backup_every_steps and int(backup_every_steps)),
         keras.callbacks.TerminateOnNaN(),
-        _BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, backup_dir),
+        best,
     ]
     if patience is not None:
-        result.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=_mode(monitor), patience=patience, restore_best_weights=True))
+        result.append(_ResumableEarlyStopping(monitor, patience, best.record_path, backup_dir))
     log_dir = os.path.join(run_dir, "tensorboard")
     if tensorboard:
         # No graph and no profiler: a backbone's graph is large and slow to write.

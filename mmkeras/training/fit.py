@@ -1,7 +1,9 @@
 """`fit`: a multi-head-aware `model.fit` with crash-safe run folders."""
 
+import os
 import sys
 
+import keras
 import tensorflow as tf
 
 from mmkeras.tasks import AUX_SUFFIX, LABEL_OUTPUT, aux_output_names, is_multi_label
@@ -123,7 +125,8 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
 
     Returns:
         The `keras.callbacks.History` of this call (a resumed run holds only
-        the epochs it ran).
+        the epochs it ran). The model holds the weights of the best epoch
+        (the best checkpoint's, across a resume).
 
     Example:
     >>> import tempfile, keras
@@ -160,7 +163,23 @@ def fit(model, train_ds, val_ds=None, *, epochs, out_dir, class_weight=None, cal
         verbose = 1 if sys.stdout.isatty() else 2
     with _multi_worker_reduce_fixes(model.distribute_strategy):
         # shuffle=False: a dataset is shuffled by its pipeline; Keras would only warn.
-        return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                         class_weight=class_weight, callbacks=callbacks,
-                         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                         verbose=verbose, shuffle=False)
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                            class_weight=class_weight, callbacks=callbacks,
+                            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                            verbose=verbose, shuffle=False)
+    _load_best_checkpoint(model, callbacks)
+    return history
+
+
+def _load_best_checkpoint(model, callbacks):
+    """Leaves the best recorded epoch's weights in `model`.
+
+    EarlyStopping restores the best epoch of this `fit` call only; after a
+    resume the best epoch may be one the interrupted run saw, which only the
+    best checkpoint holds. So what is saved, evaluated and exported next is
+    that checkpoint.
+    """
+    paths = [c.filepath for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)
+             and c.save_best_only and c.filepath.endswith(".keras")]
+    if len(paths) == 1 and os.path.exists(paths[0]):
+        model.load_weights(paths[0])
