@@ -84,6 +84,32 @@ def bmp_declaring(width, height):
     return bytes(data)
 
 
+# Real WebP bytes of each header kind: the first chunk is "VP8 " (lossy),
+# "VP8L" (lossless, its alpha flag in the header) or "VP8X" (extended: alpha,
+# metadata or animation, with the canvas size).
+WEBP_KINDS = {b"VP8 ": dict(mode="RGB"), b"VP8L": dict(mode="RGBA", lossless=True),
+              b"VP8X": dict(mode="RGBA")}
+
+
+def webp(chunk, size=(20, 16)):
+    data = image_bytes("WEBP", size=size, **WEBP_KINDS[chunk])
+    assert data[12:16] == chunk, data[12:16]
+    return data
+
+
+def webp_declaring(chunk, width, height):
+    """A real WebP whose header declares `width x height` (the frame itself stays small)."""
+    data = bytearray(webp(chunk, size=(8, 8)))
+    if chunk == b"VP8 ":  # 14-bit width and height after the start code 9d 01 2a
+        data[26:30] = struct.pack("<HH", width & 0x3FFF, height & 0x3FFF)
+    elif chunk == b"VP8L":  # after the signature 0x2f: width - 1, height - 1 in 14 bits each
+        bits = int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1)
+        data[21:25] = (bits | (width - 1) | (height - 1) << 14).to_bytes(4, "little")
+    else:  # VP8X: canvas width - 1 and height - 1 in 24 bits each
+        data[24:30] = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
 def wav(samples, sample_width=2, channels=1, rate=SAMPLE_RATE):
     """PCM WAV bytes of float samples in [-1, 1] at 8, 16, 24 or 32 bits."""
     samples = np.repeat(np.asarray(samples, "float64")[:, None], channels, axis=1)
@@ -110,6 +136,21 @@ def float_wav(samples, rate=SAMPLE_RATE):
     fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
     return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + b"fmt "
             + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def extensible_wav(samples, rate=SAMPLE_RATE):
+    """16-bit PCM in a WAVE_FORMAT_EXTENSIBLE header (format tag 65534, a 40-byte fmt chunk)."""
+    data = np.round(np.asarray(samples) * 32767).astype("<i2").tobytes()
+    # The sub-format GUID KSDATAFORMAT_SUBTYPE_PCM.
+    pcm = b"\x01\x00\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, rate, rate * 2, 2, 16, 22, 16, 4) + pcm
+    return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + b"fmt "
+            + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def after_junk(wav_bytes):
+    """The WAV with a JUNK chunk before its fmt chunk (as broadcast WAV writers put one)."""
+    return wav_bytes[:12] + b"JUNK" + struct.pack("<I", 6) + b"\0" * 6 + wav_bytes[12:]
 
 
 def tone(seconds=0.5, rate=SAMPLE_RATE):
@@ -149,19 +190,38 @@ def corpus():
         Case("image: BMP bomb (60000 x 60000 declared)", IMAGE, bmp_declaring(60000, 60000),
              "Input photo declares 60000 x 60000 pixels", "Input photo declares 60000 x 60000 pixels"),
         Case("image: large valid PNG (2000 x 1500)", IMAGE, image_bytes("PNG", size=(2000, 1500)), "ok", "ok"),
+        Case("image: WebP lossy (VP8)", IMAGE, webp(b"VP8 "), "ok", "ok"),
+        Case("image: WebP lossless with alpha (VP8L)", IMAGE, webp(b"VP8L"), "ok", "ok"),
+        Case("image: WebP with alpha (VP8X)", IMAGE, webp(b"VP8X"), "ok", "ok"),
+        Case("image: WebP lossy bomb (16383 x 16383 declared)", IMAGE, webp_declaring(b"VP8 ", 16383, 16383),
+             "Input photo declares 16383 x 16383 pixels", "Input photo declares 16383 x 16383 pixels"),
+        Case("image: WebP lossless bomb (16384 x 16384 declared)", IMAGE,
+             webp_declaring(b"VP8L", 16384, 16384),
+             "Input photo declares 16384 x 16384 pixels", "Input photo declares 16384 x 16384 pixels"),
+        Case("image: WebP canvas bomb (VP8X, 100000 x 100000 declared)", IMAGE,
+             webp_declaring(b"VP8X", 100000, 100000), "Input photo declares 100000 x 100000 pixels",
+             "Input photo declares 100000 x 100000 pixels"),
         # --- audio ---
         Case("audio: 16-bit mono", AUDIO, good_wav, "ok", "ok"),
         Case("audio: 8-bit", AUDIO, wav(tone(), sample_width=1), "cannot decode audio",
-             "Can only read 16-bit WAV files, but received 8"),
+             "Input voice must be 16-bit PCM WAV; received format code 1 with 8 bits per sample"),
         Case("audio: 24-bit", AUDIO, wav(tone(), sample_width=3), "cannot decode audio",
-             "Can only read 16-bit WAV files, but received 24"),
+             "Input voice must be 16-bit PCM WAV; received format code 1 with 24 bits per sample"),
         Case("audio: 32-bit integer", AUDIO, wav(tone(), sample_width=4), "cannot decode audio",
-             "Can only read 16-bit WAV files, but received 32"),
-        Case("audio: 32-bit float", AUDIO, float_wav(tone()), "cannot decode audio", "Expected 1 (PCM)"),
+             "Input voice must be 16-bit PCM WAV; received format code 1 with 32 bits per sample"),
+        Case("audio: 32-bit float", AUDIO, float_wav(tone()), "cannot decode audio",
+             "Input voice must be 16-bit PCM WAV; received format code 3 with 32 bits per sample"),
+        Case("audio: 16-bit in an extensible header", AUDIO, extensible_wav(tone()), "cannot decode audio",
+             "Input voice must be 16-bit PCM WAV; received format code 65534 with 16 bits per sample"),
+        Case("audio: 24-bit after a JUNK chunk", AUDIO, after_junk(wav(tone(), sample_width=3)),
+             "cannot decode audio",
+             "Input voice must be 16-bit PCM WAV; received format code 1 with 24 bits per sample"),
+        Case("audio: 16-bit after a JUNK chunk", AUDIO, after_junk(wav(tone())), "ok", "ok"),
         Case("audio: stereo (mixed down)", AUDIO, wav(tone(), channels=2), "ok", "ok"),
         Case("audio: 44.1 kHz (resampled)", AUDIO, wav(tone(rate=44100), rate=44100), "ok", "ok"),
         Case("audio: over-long clip (60 s, cropped)", AUDIO, wav(tone(seconds=60.0)), "ok", "ok"),
-        Case("audio: truncated header", AUDIO, good_wav[:30], "cannot decode audio", "Data too short"),
+        Case("audio: truncated header", AUDIO, good_wav[:30], "cannot decode audio",
+             "Input voice is not a complete WAV file"),
         Case("audio: not WAV bytes", AUDIO, b"ID3\x03\x00 an mp3 pretender" * 3, "cannot decode audio",
              "Input voice is not a WAV file"),
         Case("audio: zero bytes", AUDIO, b"", "file is empty", "missing"),

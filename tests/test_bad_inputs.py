@@ -22,8 +22,11 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import mmkeras as mmk
-from bad_inputs import AUDIO, FEATURES, IMAGE, SAMPLE_RATE, SENSOR, TEXT, corpus, docs_table, image_bytes, tone, wav
+from bad_inputs import (AUDIO, FEATURES, IMAGE, SAMPLE_RATE, SENSOR, TEXT, WEBP_KINDS, after_junk, corpus,
+                        docs_table, extensible_wav, float_wav, image_bytes, tone, wav, webp)
+from mmkeras.data.decode import decode_batch, decode_image, decode_wav
 from mmkeras.data.manifest import load_examples
+from mmkeras.data.pipeline import finish
 from mmkeras.serving import DevServer
 
 LABELS = ["a", "b"]
@@ -95,6 +98,62 @@ def _cell(value):
     if isinstance(value, str):
         return value
     return "" if math.isnan(value) else repr(value)
+
+
+# === One input's header, through the training pipeline and the serving decode ===
+
+
+def _pipeline_and_serving_errors(spec, value):
+    """The error of the tf.data pipeline's decode and of the serving signature's."""
+    raw = tf.data.Dataset.from_tensor_slices(({spec.name: [value]}, [0]))
+    serve = tf.function(lambda values: decode_batch({spec.name: values}, [spec]),
+                        input_signature=[tf.TensorSpec([None], tf.string)])
+    errors = []
+    for run in (lambda: list(finish(raw, [spec], batch_size=1, training=False)),
+                lambda: serve(tf.constant([value]))):
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            run()
+        errors.append(error.value.message)
+    return errors
+
+
+@pytest.mark.parametrize("chunk", list(WEBP_KINDS), ids=lambda c: c.decode().strip())
+def test_webp_declared_size_is_read_exactly_from_each_header_kind(chunk):
+    data = webp(chunk, size=(301, 77))
+    assert decode_image(data, (4, 4), IMAGE, max_pixels=301 * 77).shape == (4, 4, 3)
+    expected = "Input photo declares 301 x 77 pixels, more than the limit of 23176"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+        decode_image(data, (4, 4), IMAGE, max_pixels=301 * 77 - 1)
+
+
+@pytest.mark.parametrize("chunk", list(WEBP_KINDS), ids=lambda c: c.decode().strip())
+def test_oversize_webp_is_refused_in_the_pipeline_and_the_serving_decode(chunk):
+    spec = mmk.ImageInput(IMAGE, size=(8, 8), max_pixels=1000)
+    for message in _pipeline_and_serving_errors(spec, webp(chunk, size=(40, 30))):
+        assert "Input photo declares 40 x 30 pixels, more than the limit of 1000" in message
+
+
+@pytest.mark.parametrize("value, received", [
+    (wav(tone(), sample_width=3), "format code 1 with 24 bits per sample"),
+    (wav(tone(), sample_width=1), "format code 1 with 8 bits per sample"),
+    (float_wav(tone()), "format code 3 with 32 bits per sample"),
+    (extensible_wav(tone()), "format code 65534 with 16 bits per sample"),
+    (after_junk(wav(tone(), sample_width=3)), "format code 1 with 24 bits per sample"),
+], ids=["24-bit", "8-bit", "float", "extensible", "24-bit after JUNK"])
+def test_wav_other_than_16_bit_pcm_is_refused_naming_the_input(value, received):
+    spec = mmk.AudioInput(AUDIO, sample_rate=SAMPLE_RATE, seconds=0.5, num_mels=16)
+    expected = f"Input voice must be 16-bit PCM WAV; received {received}"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+        decode_wav(value, SAMPLE_RATE, spec.num_samples, AUDIO)
+    for message in _pipeline_and_serving_errors(spec, value):
+        assert expected in message
+
+
+def test_wav_header_check_walks_chunks_as_the_decoder_does():
+    plain = decode_wav(wav(tone()), SAMPLE_RATE, 4000, AUDIO)
+    np.testing.assert_array_equal(decode_wav(after_junk(wav(tone())), SAMPLE_RATE, 4000, AUDIO), plain)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Input voice is not a complete WAV file"):
+        decode_wav(wav(tone())[:30], SAMPLE_RATE, 4000, AUDIO)
 
 
 # === Serving: the signature where only TF and TF Text are imported ===

@@ -132,7 +132,7 @@ def decode_image(encoded, size, name="image", max_pixels=DEFAULT_MAX_PIXELS):
             f"Input {name} declares {{}} x {{}} pixels, more than the limit of {max_pixels} "
             f"(ImageInput max_pixels)", [declared[1], declared[0]])])
         with tf.control_dependencies([small_enough]):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            image = _decode_rgb(encoded)
         image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
         return tf.ensure_shape(image, (height, width, 3))
 
@@ -146,45 +146,116 @@ def _starts(encoded, offset, magic):
     return tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
 
 
+def _is_webp(encoded, chunk):
+    """Whether bytes are a WebP whose first chunk is `chunk`.
+
+    The container ("RIFF", size, "WEBP") holds its first chunk's FourCC at
+    byte 12, its size at 16 and its data from 20; the spec allows only
+    "VP8 " (lossy), "VP8L" (lossless) or "VP8X" (extended) there.
+    """
+    return tf.reduce_all(tf.stack([_starts(encoded, 0, b"RIFF"), _starts(encoded, 8, b"WEBP"),
+                                   _starts(encoded, 12, chunk)]))
+
+
 def _is_image(encoded):
-    """Whether bytes start like a format `tf.io.decode_image` reads."""
+    """Whether bytes start like a format `tf.io.decode_image` reads, with a header
+    `_declared_size` reads."""
     def starts(offset, magic):
         return _starts(encoded, offset, magic)
 
     return tf.reduce_any(tf.stack([
         starts(0, b"\xff\xd8\xff"), starts(0, b"\x89PNG"), starts(0, b"GIF8"), starts(0, b"BM"),
-        tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP"))]))
+        _is_webp(encoded, b"VP8 "), _is_webp(encoded, b"VP8L"), _is_webp(encoded, b"VP8X")]))
+
+
+# Header bytes read for the declared size: a WebP's VP8X canvas height ends at byte 29.
+_HEADER_BYTES = 30
+
+
+def _number(digits, big_endian=False):
+    """The unsigned integer whose bytes (int64 values) are `digits`."""
+    powers = tf.range(tf.shape(digits, out_type=tf.int64)[0], dtype=tf.int64)
+    return tf.reduce_sum(digits * 256 ** (tf.reverse(powers, [0]) if big_endian else powers))
 
 
 def _declared_size(encoded):
-    """int64 `[height, width]` a PNG, GIF, BMP or JPEG header declares ([0, 0] for WebP)."""
-    head = tf.cast(tf.io.decode_raw(tf.strings.substr(tf.strings.join([encoded, b"\0" * 26]), 0, 26),
-                                    tf.uint8), tf.int64)
+    """int64 `[height, width]` a PNG, GIF, BMP, JPEG or WebP header declares."""
+    head = tf.strings.substr(tf.strings.join([encoded, b"\0" * _HEADER_BYTES]), 0, _HEADER_BYTES)
+    head = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
 
-    def number(start, length, big_endian):
-        digits = head[start:start + length]
-        weights = 256 ** tf.range(length - 1, -1, -1, dtype=tf.int64) if big_endian else \
-            256 ** tf.range(length, dtype=tf.int64)
-        return tf.reduce_sum(digits * weights)
+    def number(start, length, big_endian=False):
+        return _number(head[start:start + length], big_endian)
 
     def bmp():
-        height = number(22, 4, False)
+        height = number(22, 4)
         height = tf.where(height >= 2**31, 2**32 - height, height)  # negative: stored top-down
-        return tf.stack([height, number(18, 4, False)])
+        return tf.stack([height, number(18, 4)])
 
     def jpeg():
         return tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)
 
+    # WebP lossy: a 3-byte frame tag, the start code 9d 01 2a, then 14-bit
+    # width and height (their top 2 bits are an upscaling hint decoders ignore).
+    def vp8():
+        return tf.bitwise.bitwise_and(tf.stack([number(28, 2), number(26, 2)]), 0x3FFF)
+
+    # WebP lossless: the signature 0x2f, then width - 1 and height - 1 in 14
+    # bits each of the next 4 bytes.
+    def vp8l():
+        bits = number(21, 4)
+        height_width = tf.stack([tf.bitwise.right_shift(bits, 14), bits])
+        return tf.bitwise.bitwise_and(height_width, 0x3FFF) + 1
+
+    # WebP extended: flags, 3 reserved bytes, then the canvas width - 1 and
+    # height - 1 in 24 bits each; every frame must fit the canvas.
+    def vp8x():
+        return tf.stack([number(27, 3), number(24, 3)]) + 1
+
     return tf.case([
         (_starts(encoded, 0, b"\x89PNG"), lambda: tf.stack([number(20, 4, True), number(16, 4, True)])),
-        (_starts(encoded, 0, b"GIF8"), lambda: tf.stack([number(8, 2, False), number(6, 2, False)])),
+        (_starts(encoded, 0, b"GIF8"), lambda: tf.stack([number(8, 2), number(6, 2)])),
         (_starts(encoded, 0, b"BM"), bmp),
         (_starts(encoded, 0, b"\xff\xd8\xff"), jpeg),
+        (_is_webp(encoded, b"VP8 "), vp8),
+        (_is_webp(encoded, b"VP8L"), vp8l),
+        (_is_webp(encoded, b"VP8X"), vp8x),
     ], default=lambda: tf.zeros([2], tf.int64))
+
+
+def _decode_rgb(encoded):
+    """uint8 RGB pixels of an image `_is_image` accepts.
+
+    TF decodes a WebP with alpha only to 4 channels (it refuses 3), so one is
+    decoded as RGBA and its alpha dropped, as libpng drops a PNG's.
+    """
+    def rgba():
+        return tf.io.decode_image(encoded, channels=4, expand_animations=False)[..., :3]
+
+    def rgb():
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+    return tf.cond(_webp_has_alpha(encoded), rgba, rgb)
+
+
+def _webp_has_alpha(encoded):
+    """The alpha flag of a VP8X header (0x10 of byte 20) or a VP8L header
+    (bit 28 of bytes 21-24: 0x10 of byte 24); False for anything else."""
+    head = tf.strings.substr(tf.strings.join([encoded, b"\0" * 25]), 20, 5)
+    head = tf.io.decode_raw(head, tf.uint8)
+
+    def flag(byte):
+        return tf.not_equal(tf.bitwise.bitwise_and(head[byte], 0x10), 0)
+
+    return tf.logical_or(tf.logical_and(_is_webp(encoded, b"VP8X"), flag(0)),
+                         tf.logical_and(_is_webp(encoded, b"VP8L"), flag(4)))
 
 
 def decode_wav(encoded, sample_rate, num_samples, name="audio"):
     """16-bit PCM WAV bytes -> mono float32 `[num_samples]` at `sample_rate`.
+
+    Bytes that are not a 16-bit PCM WAV (8, 24 or 32 bits, float, a cut
+    header) fail before decoding with an error naming the input (`name`),
+    what it must be and what it is.
 
     Multi-channel audio is averaged to mono, another rate is resampled
     (band-limited, core TF ops), and the clip is cropped or zero-padded to
@@ -199,9 +270,7 @@ def decode_wav(encoded, sample_rate, num_samples, name="audio"):
     """
 
     def decode():
-        is_wav = tf.logical_and(_starts(encoded, 0, b"RIFF"), _starts(encoded, 8, b"WAVE"))
-        known = tf.debugging.Assert(is_wav, [f"Input {name} is not a WAV file (no RIFF/WAVE header)"])
-        with tf.control_dependencies([known]):
+        with tf.control_dependencies([_wav_checks(encoded, name)]):
             audio, rate = tf.audio.decode_wav(encoded)
         mono = tf.reduce_mean(audio, axis=-1)
         # Samples at the input rate that cover `num_samples` at the output rate.
@@ -210,6 +279,60 @@ def decode_wav(encoded, sample_rate, num_samples, name="audio"):
 
     missing = tf.fill((num_samples,), float("nan"))
     return tf.cond(tf.strings.length(encoded) > 0, decode, lambda: missing)
+
+
+def _wav_checks(encoded, name):
+    """The in-graph checks that bytes are a 16-bit PCM WAV, each naming the
+    input (TF's own messages do not), chained so the first failure speaks."""
+    is_wav = tf.logical_and(_starts(encoded, 0, b"RIFF"), _starts(encoded, 8, b"WAVE"))
+    check = tf.debugging.Assert(is_wav, [f"Input {name} is not a WAV file (no RIFF/WAVE header)"])
+    with tf.control_dependencies([check]):
+        code, bits = tf.unstack(_wav_format(encoded))
+    check = tf.debugging.Assert(code >= 0, [
+        f"Input {name} is not a complete WAV file (its header has no whole format chunk)"])
+    with tf.control_dependencies([check]):
+        pcm16 = tf.logical_and(tf.equal(code, 1), tf.equal(bits, 16))
+        return tf.debugging.Assert(pcm16, [tf.strings.format(
+            f"Input {name} must be 16-bit PCM WAV; received format code {{}} with {{}} bits per "
+            f"sample (1 is PCM, 3 float, 65534 extensible)", [code, bits])])
+
+
+# Chunks (JUNK, bext, ...) TF's decoder skips before "fmt ": walk at most this many.
+_WAV_SKIPPED_CHUNKS = 8
+
+
+def _wav_format(encoded):
+    """int64 `[format code, bits per sample]` of a WAV's "fmt " chunk (`[-1, -1]`
+    when no whole one follows the first chunks).
+
+    The chunks are walked as TF's decoder walks them, so the check reads the
+    header that the decoder reads; the walk is bounded, so a hostile header
+    costs nothing.
+    """
+    encoded = tf.reshape(encoded, [])  # bytes from a py_function (compressed audio) have no shape
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    padded = tf.strings.join([encoded, b"\0" * 24])
+
+    def at(offset, size):  # zeros past the end
+        return tf.strings.substr(padded, tf.minimum(offset, length), tf.constant(size, tf.int64))
+
+    def number(offset, size):  # little-endian
+        return _number(tf.cast(tf.io.decode_raw(at(offset, size), tf.uint8), tf.int64))
+
+    def is_fmt(offset):
+        return tf.equal(at(offset, 4), b"fmt ")
+
+    def more(offset, steps):
+        return tf.logical_and(tf.logical_and(steps < _WAV_SKIPPED_CHUNKS, offset < length),
+                              tf.logical_not(is_fmt(offset)))
+
+    def skip(offset, steps):  # a chunk: FourCC, 32-bit size, data
+        return offset + 8 + number(offset + 4, 4), steps + 1
+
+    offset, _ = tf.while_loop(more, skip, [tf.constant(12, tf.int64), tf.constant(0)])
+    whole = tf.logical_and(is_fmt(offset), offset + 24 <= length)
+    code_bits = tf.stack([number(offset + 8, 2), number(offset + 22, 2)])
+    return tf.where(whole, code_bits, tf.constant(-1, tf.int64))
 
 
 def resample(waveform, rate_in, rate_out):
