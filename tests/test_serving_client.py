@@ -12,6 +12,8 @@ from mmkeras.serving.client import Client
 from mmkeras.serving.client import ServingError
 from mmkeras.serving.client import encode_examples
 from mmkeras.serving.client import parse_input_arg
+from mmkeras.serving.client import rest_instances
+from mmkeras.serving.client import tensor_protos
 from mmkeras.serving.dev_server import DevServer
 
 # The test SavedModels and helpers live with the dev server tests.
@@ -155,6 +157,48 @@ def test_inputs_are_checked_before_sending(image_file):
     assert encoded["t"] == "hi" and encoded["b"] == b"\x00"
     assert encoded["f"] == image_file.read_bytes()
     assert encoded["x"].tolist() == [1.0, 2.0]
+
+
+def test_numpy_strings_are_text_and_binary_everywhere():
+    texts, blobs = np.array(["works great", ""]), np.array([b"\x89PNG", b""])
+    numpy_examples = [
+        {"review": texts[0], "image": blobs[0]},
+        {"review": np.array(""), "image": np.bytes_(b"")},
+    ]
+    plain_examples = [
+        {"review": "works great", "image": b"\x89PNG"},
+        {"review": "", "image": b""},
+    ]
+    encoded = encode_examples(numpy_examples)
+    assert encoded == plain_examples
+    assert all(type(v) in (str, bytes) for example in encoded for v in example.values())
+    assert json.dumps(rest_instances(numpy_examples)) == json.dumps(rest_instances(plain_examples))
+    assert tensor_protos(numpy_examples) == tensor_protos(plain_examples)  # the gRPC request
+
+
+def test_text_is_not_read_as_numbers():
+    # numpy parses "1.5" as a float: text given for numbers, or several texts
+    # for one example, is refused naming the input rather than sent as numbers.
+    for value in (np.array(["1.5", "2"]), ["1.5", "2"], np.array(["a", "b"], dtype=object)):
+        with pytest.raises(ValueError, match="input 'readings': expected a str, bytes, number"):
+            encode_examples({"readings": value})
+    for value in (np.bool_(True), np.array([True, False])):  # as a Python bool is
+        with pytest.raises(ValueError, match="input 'readings'"):
+            encode_examples({"readings": value})
+    with_none = encode_examples({"readings": [1.0, None]})[0]["readings"]
+    assert np.isnan(with_none).tolist() == [False, True]  # None is still a missing number
+    mixed = "Input 'readings': every example needs text/binary, or every example numbers; received"
+    with pytest.raises(ValueError, match=f"{mixed} str, numbers"):
+        tensor_protos([{"readings": "1.5"}, {"readings": [1.5]}])
+
+
+def test_numpy_string_inputs_get_the_same_answers_over_rest_and_grpc(clients, image_file):
+    plain = _examples(image_file)
+    reviews = np.array([example["review"] for example in plain])
+    numpy_examples = [{**example, "review": review} for example, review in zip(plain, reviews)]
+    assert isinstance(numpy_examples[0]["review"], np.str_)
+    for protocol in ("rest", "grpc"):
+        assert clients[protocol].predict(numpy_examples) == clients[protocol].predict(plain)
 
 
 def test_parse_input_arg():

@@ -2,8 +2,8 @@
 
 One `Client` speaks REST or gRPC and gives the same results either way:
 a list of per-example dicts of Python values. Inputs are given per example
-as a dict of `Path` (file bytes), `bytes`, `str` or numbers; see
-`mmkeras.serving.payloads`.
+as a dict of `Path` (file bytes), `bytes`, `str` (numpy's string scalars
+too) or numbers; see `mmkeras.serving.payloads`.
 
 The REST path needs only the standard library and numpy; gRPC
 (`mmkeras.serving.grpc_client`) imports TensorFlow and tensorflow-serving-api

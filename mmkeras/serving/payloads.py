@@ -4,6 +4,8 @@ Inputs are given per example as a dict:
 - `pathlib.Path`: the file's bytes, sent as binary (images, WAV audio);
 - `bytes`: binary (`{"b64": ...}` over REST, DT_STRING over gRPC);
 - `str`: text (`""` means the modality is missing);
+  numpy string scalars (`np.str_`, `np.bytes_`, a 0-d string array, an
+  element of a string array) count as `str` and `bytes`;
 - a number or a (nested) list of numbers: floats (`float("nan")` means
   missing).
 
@@ -22,28 +24,42 @@ import numpy as np
 
 
 def _encode_value(value, where):
-    """One input value as bytes, str, or a float array."""
+    """One input value as plain bytes, str, or a float array."""
     if isinstance(value, Path):
         try:
             return value.read_bytes()
         except OSError as error:
             raise ValueError(f"{where}: cannot read file {value}: {error}") from None
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "SU":
+        value = value.item()  # a 0-d string array holds one text
+    # Plain types from here on: np.str_ / np.bytes_ subclass str / bytes, but
+    # the gRPC path (`tensor_protos`) checks exact types.
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, str):
-        return value
-    if value is None or isinstance(value, (bool, dict)):
+        return str(value)
+    if value is None or isinstance(value, (bool, np.bool_, dict)):
         raise ValueError(
             f"{where}: expected a Path, bytes, str, number or list of numbers, "
             f'received {type(value).__name__}. A missing text is "", a missing '
             "number float('nan')."
         )
+    return _float_array(value, where)
+
+
+def _float_array(value, where):
+    """Numbers as a float64 array (None is NaN). Text, even text of digits, is
+    refused: numpy would parse "1.5" as a number and hide a mix-up of inputs."""
     try:
-        return np.asarray(value, dtype=np.float64)
+        array = np.asarray(value)
+        if array.dtype.kind in "SUb" or (array.dtype.kind == "O" and any(
+                isinstance(v, (str, bytes, bool, np.bool_)) for v in array.ravel())):
+            raise TypeError
+        return np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(
-            f"{where}: expected a number or a rectangular list of numbers, received "
-            f"{value!r:.80}."
+            f"{where}: expected a str, bytes, number or rectangular list of numbers (one "
+            f"text per example), received {value!r:.80}."
         ) from None
 
 
@@ -133,7 +149,10 @@ def tensor_protos(inputs):
                 )
             array = np.stack(values).astype(np.float32)
         else:
-            raise ValueError(f"Input {name!r}: mixes text/binary and numbers across examples.")
+            received = ", ".join("numbers" if isinstance(v, np.ndarray) else type(v).__name__
+                                 for v in values)
+            raise ValueError(f"Input {name!r}: every example needs text/binary, or every example "
+                             f"numbers; received {received}.")
         protos[name] = tf.make_tensor_proto(array)
     return protos
 
