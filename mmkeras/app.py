@@ -229,8 +229,10 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     app = app if isinstance(app, App) else load_app(app)
     work_dir = work_dir or os.path.join("runs", app.name)
     os.makedirs(work_dir, exist_ok=True)
-    keras.utils.set_random_seed(seed)
     data, train_config = app.data, app.training
+    keras.utils.set_random_seed(seed)
+    if train_config.deterministic:
+        training.enable_determinism()
     multi_label = data.multi_label
 
     # === Data ===

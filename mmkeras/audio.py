@@ -2,9 +2,10 @@
 
 tensorflow-io is unmaintained: its C++ kernels no longer load on current
 TensorFlow, and it has no Python 3.13 wheel. What mmkeras uses of it, the
-log-mel front end and SpecAugment masks inside the model, are pure-Python
-functions over core TF ops, so they still work and serve on stock TF
-Serving. Where tensorflow-io is not installed (Python 3.13), the same
+log-mel front end inside the model, are pure-Python functions over core TF
+ops, so they still work and serve on stock TF Serving. (Its SpecAugment
+masks are not used: they draw unseeded per example in a parallel loop, so
+no seed reproduces them; `SpecAugment` below draws its own.) Where tensorflow-io is not installed (Python 3.13), the same
 functions are computed here with `tf.signal` (`tests` check the two agree).
 Its import prints two UserWarnings about kernels that fail to load; they are
 silenced here and only here.
@@ -43,23 +44,7 @@ def _dbscale(spectrogram, top_db, amin=1e-10):
     return tf.math.maximum(log_spec, tf.math.reduce_max(log_spec) - top_db)
 
 
-def _mask(spectrogram, param, axis):
-    length = tf.shape(spectrogram)[axis]
-    width = tf.random.uniform((), minval=0, maxval=param, dtype=tf.int32)
-    start = tf.random.uniform((), minval=0, maxval=length - width, dtype=tf.int32)
-    indices = tf.range(length)
-    indices = tf.reshape(indices, (1, -1) if axis == 1 else (-1, 1))
-    masked = tf.logical_and(indices >= start, indices < start + width)
-    return tf.where(masked, tf.cast(0, spectrogram.dtype), spectrogram)
-
-
-CORE_OPS = types.SimpleNamespace(
-    spectrogram=_spectrogram,
-    melscale=_melscale,
-    dbscale=_dbscale,
-    freq_mask=lambda spectrogram, param: _mask(spectrogram, param, axis=1),
-    time_mask=lambda spectrogram, param: _mask(spectrogram, param, axis=0),
-)
+CORE_OPS = types.SimpleNamespace(spectrogram=_spectrogram, melscale=_melscale, dbscale=_dbscale)
 
 
 @functools.cache
@@ -148,42 +133,61 @@ class LogMelSpectrogram(keras.layers.Layer):
 class SpecAugment(keras.layers.Layer):
     """SpecAugment masking of `[B, frames, mels]`, in training only.
 
-    Each example gets one frequency mask of up to `freq_mask_param` bands and
-    one time mask of up to `time_mask_param` frames (tensorflow-io's
-    `freq_mask` and `time_mask`). At inference the layer is the identity, so
-    no random op reaches a serving graph.
+    Each example gets one frequency mask of `w ~ U{0, ..., freq_mask_param - 1}`
+    bands starting at `U{0, ..., mels - w - 1}`, and one time mask drawn the
+    same way over frames (tensorflow-io's `freq_mask` and `time_mask`). The
+    masks of a batch are drawn at once from the layer's seed generator, so a
+    seeded run draws the same masks every time (tensorflow-io's draw per
+    example inside a parallel loop, in whatever order its threads run). At
+    inference the layer is the identity, so no random op reaches a serving graph.
+
+    Args:
+        freq_mask_param: the widest frequency mask is one band less than this.
+        time_mask_param: the widest time mask is one frame less than this.
+        seed: seed of the masks (None: from Keras' global seed).
 
     Example:
     >>> import numpy as np
     >>> x = np.ones((2, 50, 32), "float32")
     >>> bool((SpecAugment()(x, training=False).numpy() == x).all())
     True
+    >>> masked = SpecAugment(seed=1)(x, training=True).numpy()
+    >>> bool(((masked == 0) | (masked == 1)).all() and (masked == 1).any())
+    True
     """
 
-    def __init__(self, freq_mask_param=8, time_mask_param=10, **kwargs):
+    def __init__(self, freq_mask_param=8, time_mask_param=10, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.freq_mask_param = int(freq_mask_param)
         self.time_mask_param = int(time_mask_param)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, spectrogram, training=None):
         if not training:
             return spectrogram
-        audio = audio_functions()
-        # The masks fail when one can be as wide as its axis (short clips, few
-        # mels): cap each mask at the axis length.
+        # A mask as wide as its axis would leave no start to draw (short
+        # clips, few mels): cap each mask at the axis length.
         frames, mels = spectrogram.shape[1], spectrogram.shape[2]
         freq_param = min(self.freq_mask_param, mels or self.freq_mask_param)
         time_param = min(self.time_mask_param, frames or self.time_mask_param)
+        shape = tf.shape(spectrogram)
+        in_time_band = self._random_band(shape[0], shape[1], time_param)[:, :, None]
+        in_freq_band = self._random_band(shape[0], shape[2], freq_param)[:, None, :]
+        masked = tf.logical_or(in_time_band, in_freq_band)
+        return tf.where(masked, tf.cast(0, spectrogram.dtype), spectrogram)
 
-        def mask(example):
-            example = audio.freq_mask(example, param=freq_param)
-            return audio.time_mask(example, param=time_param)
-
-        return tf.map_fn(mask, spectrogram)
+    def _random_band(self, batch, length, param):
+        """bool `[batch, length]`: one band per example, `width < param`, inside `length`."""
+        width = keras.random.randint((batch,), 0, param, seed=self.seed_generator)
+        room = tf.cast(length - width, "float32")  # starts 0 .. length - width - 1
+        start = tf.cast(tf.floor(keras.random.uniform((batch,), seed=self.seed_generator) * room), "int32")
+        indices = tf.range(length)[None, :]
+        return tf.logical_and(indices >= start[:, None], indices < (start + width)[:, None])
 
     def get_config(self):
         return {**super().get_config(), "freq_mask_param": self.freq_mask_param,
-                "time_mask_param": self.time_mask_param}
+                "time_mask_param": self.time_mask_param, "seed": self.seed}
 
 
 # === Compressed audio files ===

@@ -91,6 +91,7 @@ class TrainingConfig:
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     strategy: Literal["default", "mirrored", "multi_worker", "tpu"] = "default"
     jit_compile: bool = False  # XLA for the training step
+    deterministic: bool = False  # TF op determinism: the same seed trains the same weights
     clipnorm: float | None = _setting(1.0, POSITIVE)  # global gradient norm limit; None: off
     auxiliary_loss_weight: float = _setting(0.3, NON_NEGATIVE)  # loss weight of each auxiliary head
 

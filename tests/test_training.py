@@ -569,3 +569,26 @@ def test_training_macro_f1_agrees_with_the_report_when_a_class_is_absent():
     assert float(multi.result()) == pytest.approx(expected)
     restored = MacroF1.from_config(multi.get_config())
     assert restored.label_threshold == 0.5 and restored.num_classes == 3
+
+
+# === Reproducibility (issue 23, item 13) ===
+
+_SEEDED_RUN = """
+import hashlib, sys
+import numpy as np
+from mmkeras.app import load_app, run_app, with_overrides
+app = with_overrides(load_app("apps/sentiment"), ["training.deterministic=true", "training.epochs=1"])
+result = run_app(app, work_dir=sys.argv[1], num_examples=48, baselines=False, export=False, seed=0, verbose=0)
+print("WEIGHTS", hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in result["model"].get_weights())).hexdigest())
+"""
+
+
+def test_two_deterministic_runs_train_identical_weights(tmp_path):
+    """The sentiment app (text, image with flips, audio with SpecAugment), twice with one seed."""
+    hashes = []
+    for run in ("first", "second"):
+        result = subprocess.run([sys.executable, "-c", _SEEDED_RUN, str(tmp_path / run)], capture_output=True,
+                                text=True, timeout=SUBPROCESS_TIMEOUT_S * 2, cwd=Path(__file__).parents[1])
+        assert result.returncode == 0, result.stderr[-2000:]
+        hashes.append(next(line for line in result.stdout.splitlines() if line.startswith("WEIGHTS")))
+    assert hashes[0] == hashes[1]

@@ -19,6 +19,7 @@ class WaveformAugment(keras.layers.Layer):
     Args:
         max_gain_db: largest gain change, in dB, either way.
         max_shift: largest shift, as a fraction of the clip length.
+        seed: seed of the draws (None: from Keras' global seed).
 
     Example:
     >>> import numpy as np
@@ -29,7 +30,7 @@ class WaveformAugment(keras.layers.Layer):
     TensorShape([1, 8])
     """
 
-    def __init__(self, max_gain_db=6.0, max_shift=0.1, **kwargs):
+    def __init__(self, max_gain_db=6.0, max_shift=0.1, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not max_gain_db >= 0:
             raise ValueError(f"WaveformAugment max_gain_db must be >= 0. Received: {max_gain_db!r}")
@@ -37,14 +38,18 @@ class WaveformAugment(keras.layers.Layer):
             raise ValueError(f"WaveformAugment max_shift must be in [0, 1). Received: {max_shift!r}")
         self.max_gain_db = float(max_gain_db)
         self.max_shift = float(max_shift)
+        self.seed = seed
+        # Seeded draws, so training.deterministic reproduces a run.
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, waveform, training=None):
         if not training:
             return waveform
         batch, length = tf.shape(waveform)[0], tf.shape(waveform)[1]
-        gain_db = tf.random.uniform([batch, 1], -self.max_gain_db, self.max_gain_db)
+        gain_db = keras.random.uniform((batch, 1), -self.max_gain_db, self.max_gain_db,
+                                       seed=self.seed_generator)
         largest = tf.cast(tf.cast(length, "float32") * self.max_shift, "int32")
-        shift = tf.random.uniform([batch, 1], -largest, largest + 1, dtype="int32")
+        shift = keras.random.randint((batch, 1), -largest, largest + 1, seed=self.seed_generator)
         # A vectorised per-clip roll: sample i of the output is sample
         # i - shift of the input, modulo the length.
         source = tf.math.floormod(tf.range(length)[None, :] - shift, length)
@@ -55,4 +60,5 @@ class WaveformAugment(keras.layers.Layer):
         return keras.KerasTensor(waveform.shape, dtype=waveform.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "max_gain_db": self.max_gain_db, "max_shift": self.max_shift}
+        return {**super().get_config(), "max_gain_db": self.max_gain_db, "max_shift": self.max_shift,
+                "seed": self.seed}

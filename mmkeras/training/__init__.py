@@ -22,8 +22,10 @@ from mmkeras.training.callbacks import callbacks, monitor_note, validation_monit
 from mmkeras.training.class_weights import class_weights
 from mmkeras.training.compile import (SparseCategoricalCrossentropyWithSmoothing, compile_model,
                                       warmup_cosine)
+from mmkeras.training.determinism import enable_determinism
 from mmkeras.training.distribution import set_precision, strategy
 from mmkeras.training.fit import fit, with_labels_for
 
 __all__ = ["SparseCategoricalCrossentropyWithSmoothing", "callbacks", "class_weights", "compile_model",
-           "fit", "monitor_note", "set_precision", "strategy", "validation_monitor", "warmup_cosine", "with_labels_for"]
+           "enable_determinism", "fit", "monitor_note", "set_precision", "strategy", "validation_monitor",
+           "warmup_cosine", "with_labels_for"]
