@@ -14,6 +14,9 @@ image towers of CLIP and SigLIP) are wrapped to give
 `{"tokens": [B, N, C], "pooled": [B, C]}`, `pooled` being the model's own
 summary: its class token, or SigLIP's attention-pooling head.
 
+KerasHub and KerasCV models come back wrapped in a `SubModel`, so a frozen
+backbone stays frozen after a `.keras` reload (see `_reloads_frozen`).
+
 Example:
 >>> from mmkeras import backbones
 >>> model = backbones.build_image_backbone("tiny_cnn", input_shape=(64, 64, 3))
@@ -31,6 +34,7 @@ import os
 import keras
 
 from mmkeras.backbone_configs import IMAGE_BACKBONES, LIBRARIES, NORMALIZATIONS, POOLINGS, BackboneEntry
+from mmkeras.modalities.submodel import SubModel
 from mmkeras.registry import lookup
 
 __all__ = ["IMAGE_BACKBONES", "LIBRARIES", "NORMALIZATIONS", "POOLINGS", "BackboneEntry",
@@ -84,7 +88,9 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
               `keras_cv` entry. `from_preset` runs on the entry's class (for
               CLIP/SigLIP on the two-tower class, keeping the image tower).
             - a weights file such as `.weights.h5` (offline): the architecture
-              is built from the entry's config, then `load_weights(file)`.
+              is built from the entry's config, then loads the file, written
+              by the backbone this function returns or by the library's own
+              model (a KerasHub preset's `model.weights.h5`).
             - a preset handle: `"kaggle://..."`, `"hf://..."` (KerasHub only)
               or one of the class's preset names (e.g.
               `"resnet50_v2_imagenet"`), or `"imagenet"` for a
@@ -113,8 +119,11 @@ def build_image_backbone(name, weights=None, input_shape=(None, None, 3)):
             f"Image backbone {name!r} is a transformer: it needs a fixed image "
             f"size, e.g. input_shape=(224, 224, 3). Received: input_shape={input_shape}"
         )
-    model = _build(name, entry, weights, input_shape)
-    return model if entry.pooling == "average" else _tokens_and_pooled(model, entry.pooling)
+    library_model, weights_file = _build(name, entry, weights, input_shape)
+    model = _wrap(library_model, entry)
+    if weights_file is not None:
+        _load_weights_file(name, entry, model, library_model, weights_file)
+    return model
 
 
 # === Building ===
@@ -125,9 +134,9 @@ def _entry(name):
 
 
 def _build(name, entry, weights, input_shape):
-    """The library's own model, from the entry's config or from weights."""
+    """`(the library's own model, a weights file to load once it is wrapped, or None)`."""
     if weights is None:
-        return _from_config(entry, input_shape)
+        return _from_config(entry, input_shape), None
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(
             f"`weights` for image backbone {name!r} must be None, a path or a "
@@ -135,16 +144,14 @@ def _build(name, entry, weights, input_shape):
         )
     weights = os.fspath(weights)
     if "://" in weights:
-        return _from_preset(name, entry, weights, input_shape)
+        return _from_preset(name, entry, weights, input_shape), None
     path = os.path.expanduser(weights)
     if os.path.isdir(path):
-        return _from_preset(name, entry, path, input_shape)
+        return _from_preset(name, entry, path, input_shape), None
     if os.path.isfile(path):
-        model = _from_config(entry, input_shape)
-        model.load_weights(path)
-        return model
+        return _from_config(entry, input_shape), path
     if weights in _preset_names(entry):
-        return _from_preset(name, entry, weights, input_shape)
+        return _from_preset(name, entry, weights, input_shape), None
     raise FileNotFoundError(
         f"Weights for image backbone {name!r} not found: {path!r} does not "
         f"exist. Expected None, a local preset directory, a weights file "
@@ -257,6 +264,51 @@ def _check_preset_size(name, preset, images, input_shape):
         )
 
 
+def _wrap(library_model, entry):
+    """The model `build_image_backbone` returns around the library's own."""
+    if entry.pooling != "average":
+        return _tokens_and_pooled(library_model, entry.pooling)
+    if entry.library in ("keras_cv", "keras_hub"):
+        return _reloads_frozen(library_model)
+    return library_model
+
+
+def _load_weights_file(name, entry, model, library_model, path):
+    """Loads a `.weights.h5` written by `model` (this module's backbone) or by the library's model.
+
+    The layouts differ where `_wrap` wrapped the library's model; a KerasHub
+    preset's `model.weights.h5` has the library's.
+    """
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        if library_model is model:
+            raise
+        try:
+            library_model.load_weights(path)
+        except ValueError:
+            raise ValueError(
+                f"The weights file {path!r} does not fit image backbone {name!r}: expected the "
+                f"weights of the backbone mmkeras builds for it, or of {entry.library}'s "
+                f"{entry.class_name} with the entry's config. Loading the first said: {error}"
+            ) from None
+
+
+def _reloads_frozen(backbone):
+    """`backbone` inside a `SubModel`, whose `trainable` survives a `.keras` reload.
+
+    A KerasHub or KerasCV backbone's config holds no layer's `trainable`,
+    and Keras 3.15's functional constructor sets its own before it tracks
+    its layers (only those also kept as attributes receive it, as in
+    KerasHub's text backbones): a frozen ResNet or ViT reloaded with
+    variables `fit` would train. `SubModel` sets the flag again once built.
+    Plain functional models (keras.applications, `tiny_cnn`) record each
+    layer's flag in their config already.
+    """
+    pixels = keras.Input(backbone.input.shape[1:], name="pixels")
+    return SubModel(pixels, backbone(pixels), name=backbone.name)
+
+
 # === Transformers: tokens and their own pooled output ===
 
 
@@ -284,7 +336,8 @@ def _tokens_and_pooled(encoder, pooling):
         # the right static shape.
         count = (images.shape[1] // encoder.patch_size) * (images.shape[2] // encoder.patch_size)
         tokens = FirstTokens(count, name="patch_tokens")(tokens)
-    return keras.Model(pixels, {"tokens": tokens, "pooled": pooled}, name=encoder.name)
+    # A `SubModel`, as `_reloads_frozen` explains: it reloads frozen.
+    return SubModel(pixels, {"tokens": tokens, "pooled": pooled}, name=encoder.name)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")

@@ -38,8 +38,10 @@ def unfreeze(model, input_name, *, top_fraction=None, num_layers=None):
     backbone is frozen, so calling this twice keeps the second choice.
 
     Compile the model again afterwards: Keras reads trainable flags when it
-    compiles. The flags are training state, not configuration: after
-    reloading a `.keras` file, call `unfreeze` again to resume stage two.
+    compiles. A frozen backbone reloads frozen from a `.keras` file, but
+    the per-layer flags set here are training state that a KerasHub or
+    KerasCV backbone's config does not keep: after reloading, call
+    `unfreeze` again to resume stage two.
 
     Args:
         model: a model from `mmk.build_model` or `mmk.build_unimodal`.

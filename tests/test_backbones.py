@@ -166,9 +166,15 @@ def test_keras_applications_and_tiny_cnn_take_no_preset_directory(tmp_path):
 # === Weights ===
 
 
-@pytest.mark.parametrize("name", ["tiny_cnn", "mobilenet_v3_small"])
-def test_weights_file_round_trip(name, tmp_path):
-    source = backbones.build_image_backbone(name)
+@pytest.mark.parametrize("name, saved_by", [("tiny_cnn", "mmkeras"), ("mobilenet_v3_small", "mmkeras"),
+                                            ("mobilenet_v3_small", "library")])
+def test_weights_file_round_trip(name, saved_by, tmp_path):
+    # Files of the backbone mmkeras returns (KerasCV's model wrapped in a
+    # SubModel) and of the library's own model both load.
+    if saved_by == "library":
+        source = backbones._from_config(backbones.IMAGE_BACKBONES[name], (None, None, 3))
+    else:
+        source = backbones.build_image_backbone(name)
     path = str(tmp_path / "backbone.weights.h5")
     source.save_weights(path)
     x = _pixels()
@@ -181,6 +187,14 @@ def test_weights_file_round_trip(name, tmp_path):
     np.testing.assert_array_equal(loaded(x), source(x))
     # Random init differs, so equality above comes from the file.
     assert not np.array_equal(fresh(x), source(x))
+
+
+def test_weights_file_of_another_architecture_names_both_layouts(tmp_path):
+    path = str(tmp_path / "tiny.weights.h5")
+    backbones.build_image_backbone("tiny_cnn").save_weights(path)
+    with pytest.raises(ValueError, match=r"does not fit image backbone 'mobilenet_v3_small'.*"
+                                         r"keras_cv's MobileNetV3Backbone"):
+        backbones.build_image_backbone("mobilenet_v3_small", weights=path)
 
 
 def _tiny_keras_hub_resnet():
@@ -244,10 +258,13 @@ def test_preset_from_the_other_library_is_refused(tmp_path):
     ("resnet50_v2", "resnet50_v2_imagenet", "input_shape"),
 ])
 def test_preset_handles_go_to_from_preset_on_the_entry_class(name, handle, shape_key, monkeypatch):
-    # Handles download, so the class's from_preset is replaced by a recorder.
-    cls = backbones._library_class(backbones.IMAGE_BACKBONES[name])
+    # Handles download, so the class's from_preset is replaced by a recorder
+    # that returns a tiny model of the library.
+    entry = backbones.IMAGE_BACKBONES[name]
+    cls = backbones._library_class(entry)
+    tiny = _tiny_keras_hub_resnet if entry.library == "keras_hub" else lambda: _tiny_keras_cv_resnet(False)
     calls = []
-    monkeypatch.setattr(cls, "from_preset", lambda preset, **kwargs: calls.append((preset, kwargs)))
+    monkeypatch.setattr(cls, "from_preset", lambda preset, **kwargs: calls.append((preset, kwargs)) or tiny())
 
     backbones.build_image_backbone(name, weights=handle, input_shape=(64, 64, 3))
 
@@ -283,3 +300,26 @@ def test_backbone_in_functional_model_reloads_with_safe_mode(name, tmp_path):
     # No absolute tolerance: a randomly initialised MobileNet's features are
     # tiny (~1e-11), so any atol would pass whatever the reload did.
     np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-5, atol=0)
+
+
+# One per library: KerasCV, KerasHub, keras.applications and mmkeras's own.
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "keras_hub/resnet_18",
+                                  "keras_applications/mobilenetv3small", "tiny_cnn"])
+def test_frozen_backbone_stays_frozen_after_a_keras_reload(name, tmp_path):
+    # KerasHub and KerasCV backbones rebuild from constructor arguments,
+    # which hold no layer's `trainable`: without the SubModel wrapper they
+    # came back with trainable variables under a `trainable=False` flag.
+    inputs = keras.Input((32, 32, 3), name="image")
+    backbone = backbones.build_image_backbone(name, input_shape=(32, 32, 3))
+    backbone.trainable = False
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs, training=False))
+    model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+
+    assert [w.path for w in reloaded.trainable_weights] == [w.path for w in model.trainable_weights]
+    restored = reloaded.get_layer(backbone.name)
+    assert restored.trainable is False
+    assert not [w.path for w in restored.weights if w.trainable]

@@ -243,6 +243,24 @@ def test_every_family_trains_reloads_and_serves(presets, tmp_path):
     assert_serves_like_predict(model, specs, tmp_path, name="images")
 
 
+def test_frozen_backbones_stay_frozen_after_a_keras_reload(presets, tmp_path):
+    # A CNN, a ViT (class token) and SigLIP (a sub-model of its encoder):
+    # the three ways a KerasHub backbone enters the model.
+    names = ["keras_hub/resnet_18", "keras_hub/vit_base_patch16_224", "keras_hub/siglip_base_patch16_224"]
+    specs = [mmk.ImageInput(name.split("/")[1].split("_")[0], size=(SIZE, SIZE), backbone=name,
+                            weights=presets[name][0], trainable=False) for name in names]
+    model = mmk.build_model(specs, task=TASK, projection_dim=8)
+    model.save(tmp_path / "frozen.keras")
+
+    restored = keras.saving.load_model(tmp_path / "frozen.keras", safe_mode=True)
+
+    assert [w.path for w in restored.trainable_weights] == [w.path for w in model.trainable_weights]
+    for spec in specs:
+        backbone = restored.get_layer(f"{spec.name}_backbone")
+        assert backbone.trainable is False, spec.backbone
+        assert not [w.path for w in backbone.weights if w.trainable], spec.backbone
+
+
 # === Two-stage fine-tuning ===
 
 
