@@ -6,6 +6,7 @@ import numpy as np
 from mmkeras import fusion as fusion_lib
 from mmkeras.fusion import ModalityDropout
 from mmkeras.modalities import Modality
+from mmkeras.modalities.missing import PresentBatchNormalization
 from mmkeras.multimodal_classifier import MultimodalClassifier
 from mmkeras.registry import lookup
 from mmkeras.tasks import AUX_SUFFIX, LABEL_OUTPUT
@@ -69,8 +70,7 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
     encoded = [spec.encode(model_inputs[spec.name]) for spec in specs]
 
     # === Projection to a shared width ===
-    embeddings = [_project(spec, e.pooled, projection_dim, feature_norm)
-                  for spec, e in zip(specs, encoded)]
+    embeddings = [_project(spec, e, projection_dim, feature_norm) for spec, e in zip(specs, encoded)]
     stacked = keras.layers.Concatenate(axis=1, name="modality_embeddings")([
         keras.layers.Reshape((1, projection_dim), name=f"{spec.name}_embedding")(x)
         for spec, x in zip(specs, embeddings)
@@ -115,13 +115,13 @@ def build_unimodal(input, task, *, projection_dim=128, feature_norm=True, adapt_
     (spec,) = _adapted_copies(_check_specs([input], minimum=1), adapt_data)
     model_input = spec.keras_input()
     encoded = spec.encode(model_input)
-    x = _project(spec, encoded.pooled, projection_dim, feature_norm)
+    x = _project(spec, encoded, projection_dim, feature_norm)
     outputs = _head(x, task, projection_dim)
     return MultimodalClassifier({spec.name: model_input}, outputs, specs=[spec], task=task,
                                 name=name or f"{spec.name}_only")
 
 
-def _project(spec, pooled, width, feature_norm):
+def _project(spec, encoded, width, feature_norm):
     """An encoder's pooled features -> `width`, standardised first when `feature_norm`.
 
     Why: pooled CNN features vary little across examples at initialisation
@@ -132,9 +132,14 @@ def _project(spec, pooled, width, feature_norm):
     before a classic classifier, ended the plateau in 5-6
     (`benchmarks/README.md`, two modalities).
     """
+    pooled = encoded.pooled
     if feature_norm:
         # momentum 0.9, as in the encoders: a demo run takes ~30 steps an epoch.
-        pooled = keras.layers.BatchNormalization(momentum=0.9, name=f"{spec.name}_feature_norm")(pooled)
+        # Statistics of the examples that have the modality: a missing one's
+        # features (its encoder ran on a filled input) are replaced after the
+        # projection by the learned missing embedding anyway.
+        pooled = PresentBatchNormalization(momentum=0.9, name=f"{spec.name}_feature_norm")(
+            pooled, encoded.presence)
     return keras.layers.Dense(width, name=f"{spec.name}_projection")(pooled)
 
 

@@ -148,12 +148,14 @@ def test_waveform_augment_refuses_bad_arguments_by_name(arguments, message):
 
 def test_an_audio_model_predicts_the_same_with_or_without_waveform_augment():
     waveform = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 8000)).astype("float32")
-    outputs = []
+    models = {}
     for augment in (True, False):
-        keras.utils.set_random_seed(0)
         spec = mmk.AudioInput("voice", sample_rate=8000, seconds=1.0, waveform_augment=augment)
-        outputs.append(encode(spec, waveform)["pooled"])
-    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+        x = spec.keras_input()
+        models[augment] = keras.Model(x, spec.encode(x).pooled)
+    for layer in models[False].layers:  # the same weights; the augmented model has one layer more
+        models[True].get_layer(layer.name).set_weights(layer.get_weights())
+    np.testing.assert_allclose(models[True](waveform), models[False](waveform), rtol=1e-5, atol=1e-6)
 
 
 # === Encoders ===
@@ -306,7 +308,7 @@ def test_encoder_rebuilt_from_its_config_computes_the_same(case):
     mmk.SensorInput("readings", features=["t"], window=5, mean=[1.0], variance=[4.0]),
 ], ids=lambda spec: spec.kind)
 def test_spec_config_round_trip(spec):
-    restored = modalities.from_config(modalities.to_config(model.specs[0]))
+    restored = modalities.from_config(modalities.to_config(spec))
     assert type(restored) is type(spec)
     assert restored.get_config() == spec.get_config()
 
@@ -445,3 +447,26 @@ def test_text_is_cut_to_max_characters_in_the_model_before_tokenizing():
     np.testing.assert_allclose(short, long, atol=1e-6)  # the rest of the long text never reaches the model
     with pytest.raises(ValueError, match="max_characters must be >= 1"):
         mmk.TextInput("note", max_characters=0)
+
+
+# === Batch statistics skip missing examples (issue 23) ===
+
+
+def _moving_mean_after_one_step(layer_name, spec, batch):
+    keras.utils.set_random_seed(0)
+    model = mmk.build_unimodal(spec, TASK, projection_dim=8, feature_norm=True)
+    model(batch, training=True)
+    return model.get_layer(layer_name).moving_mean.numpy()
+
+
+@pytest.mark.parametrize("layer", ["voice_mel_norm", "voice_feature_norm"])
+def test_missing_clips_do_not_move_the_batch_statistics(layer):
+    """A missing clip is silence at the decibel floor; counted, it would drag the mel
+    normalisation (and the pooled-feature normalisation) towards it."""
+    spec = mmk.AudioInput("voice", sample_rate=4000, seconds=0.25, num_mels=16, spec_augment=False)
+    clips = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 1000)).astype("float32")
+    with_missing = {"voice": np.concatenate([clips, np.full((2, 1000), np.nan, "float32")])}
+    present_only = _moving_mean_after_one_step(layer, spec, {"voice": clips})
+    np.testing.assert_allclose(_moving_mean_after_one_step(layer, spec, with_missing), present_only,
+                               rtol=1e-4, atol=1e-5)
+    assert np.abs(present_only).max() > 0  # the step did move the statistics

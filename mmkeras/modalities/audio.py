@@ -9,7 +9,7 @@ from mmkeras.modalities.audio_pretrained import (
     pretrained_audio_tokens,
 )
 from mmkeras.modalities.base import Encoded, Modality
-from mmkeras.modalities.missing import SplitMissing, TokenMask
+from mmkeras.modalities.missing import PresentBatchNormalization, SplitMissing, TokenMask
 from mmkeras.modalities.waveform_augment import WaveformAugment
 
 AUDIO_ENCODERS = ("cnn", "transformer", *PRETRAINED_AUDIO_ENCODERS)
@@ -110,25 +110,27 @@ class AudioInput(Modality):
                 self.encoder, waveform, name=self.name, weights=self.weights,
                 trainable=self.trainable, spec_augment=self.spec_augment)
         else:
-            tokens = self._log_mel_tokens(waveform)
+            tokens = self._log_mel_tokens(waveform, presence)
         pooled = keras.layers.GlobalAveragePooling1D(name=f"{self.name}_pool")(tokens)
         token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
         return Encoded(pooled, tokens, token_mask, presence)
 
-    def _log_mel_tokens(self, waveform):
+    def _log_mel_tokens(self, waveform, presence):
         # 25 ms windows, 10 ms hops, as speech and sound-event models use.
         log_mel = LogMelSpectrogram(
             sample_rate=self.sample_rate, fft_size=_next_power_of_two(self.sample_rate // 40),
             window_size=self.sample_rate // 40, hop_size=self.sample_rate // 100,
             num_mels=self.num_mels, name=f"{self.name}_log_mel",
         )(waveform)
-        log_mel = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{self.name}_mel_norm")(log_mel)
+        # Statistics of the clips that are there: a missing clip is silence at the decibel floor.
+        log_mel = PresentBatchNormalization(momentum=BATCH_NORM_MOMENTUM,
+                                            name=f"{self.name}_mel_norm")(log_mel, presence)
         if self.spec_augment:
             # After normalisation, so masked bins hold the mean (0), as in the
             # SpecAugment paper, not 0 dB; and masks do not skew the statistics.
             log_mel = SpecAugment(name=f"{self.name}_spec_augment")(log_mel)
         if self.encoder == "cnn":
-            return _cnn_encoder(log_mel, self.name)
+            return _cnn_encoder(log_mel, presence, self.name)
         return _transformer_encoder(log_mel, self.name)
 
     def get_config(self):
@@ -139,12 +141,13 @@ class AudioInput(Modality):
                 "trainable": self.trainable}
 
 
-def _cnn_encoder(log_mel, name, filters=(32, 64, 128)):
-    """Conv blocks over (time, mel); each time step becomes one token."""
+def _cnn_encoder(log_mel, presence, name, filters=(32, 64, 128)):
+    """Conv blocks over (time, mel); each time step becomes one token. Batch
+    statistics, as the mel normalisation's, count the clips that are there."""
     x = keras.layers.Reshape((log_mel.shape[1], log_mel.shape[2], 1), name=f"{name}_image")(log_mel)
     for i, width in enumerate(filters):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn{i}")(x)
+        x = PresentBatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn{i}")(x, presence)
         x = keras.layers.ReLU(name=f"{name}_relu{i}")(x)
         x = keras.layers.MaxPooling2D(2, padding="same", name=f"{name}_pool{i}")(x)
     return keras.layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]), name=f"{name}_tokens")(x)

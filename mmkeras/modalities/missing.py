@@ -131,3 +131,41 @@ class SplitMissingFeatures(keras.layers.Layer):
         shape = (*inputs.shape[:-1], 2 * inputs.shape[-1])
         return (keras.KerasTensor(shape, dtype=inputs.dtype),
                 keras.KerasTensor((inputs.shape[0], 1), dtype="float32"))
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class PresentBatchNormalization(keras.layers.BatchNormalization):
+    """`BatchNormalization` whose batch statistics count only examples where the modality is present.
+
+    A missing input reaches its encoder filled with zeros (`SplitMissing`): a
+    silent clip's log-mel sits at the decibel floor, far below any real
+    sound, so counting it would shift the mean and widen the variance that
+    the present examples are normalised with, by how many examples happen to
+    miss the modality in the batch. Keras' own `mask=` excludes them; this
+    layer builds that mask from the modality's presence flag. At inference it
+    is plain `BatchNormalization` (moving statistics).
+
+    Call arguments:
+        inputs: float `[B, ..., C]`, normalised over its last axis.
+        presence: float `[B, 1]`, 1.0 where the example has the modality.
+        training: whether to use (and update) batch statistics.
+
+    Example:
+    >>> import numpy as np
+    >>> layer = PresentBatchNormalization(center=False, scale=False, epsilon=0.0)
+    >>> x = np.array([[1.0], [3.0], [-100.0]], "float32")
+    >>> layer(x, np.array([[1.0], [1.0], [0.0]], "float32"), training=True).numpy().ravel()[:2].tolist()
+    [-1.0, 1.0]
+    """
+
+    def build(self, inputs_shape, presence_shape=None):
+        super().build(inputs_shape)
+
+    def call(self, inputs, presence, training=None):
+        rank = len(inputs.shape)
+        present = ops.reshape(ops.cast(presence, "bool"), (-1,) + (1,) * (rank - 2))
+        mask = ops.broadcast_to(present, ops.shape(inputs)[:-1])
+        return super().call(inputs, training=training, mask=mask)
+
+    def compute_output_spec(self, inputs, presence, training=None):
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
