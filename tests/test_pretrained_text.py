@@ -22,7 +22,9 @@ import tokenizers
 from tokenizers import models, pre_tokenizers, trainers
 
 import mmkeras as mmk
+from mmkeras.modalities import text_encoders
 from mmkeras.modalities.text import EndTokenPooling, TextTokenizer
+from mmkeras.modalities.text_encoders import share_sentencepiece_model
 from serving_roundtrip import assert_serves_like_predict
 
 TEXTS = np.array(["A great phone with a great screen!", "bad battery, and a slow phone", "the screen is great",
@@ -126,9 +128,11 @@ FAMILIES = {"bert_base_en_uncased": bert, "distil_bert_base_en_uncased": distil_
 def presets(tmp_path_factory):
     """`{encoder: (preset_dir, backbone, tokenizer)}`, written once.
 
-    No `keras.utils.set_random_seed` in this module: it clears TensorFlow's
-    eager kernel cache, which deletes every SentencePiece model TF Text has
-    created so far (a kernel-owned resource), and these tokenizers with it.
+    `keras.utils.set_random_seed` clears TensorFlow's eager kernel cache,
+    which deletes every SentencePiece model TF Text has created (a
+    kernel-owned resource). `TextTokenizer` moves its model to a shared
+    resource; these reference tokenizers get the same treatment, so a test
+    that seeds leaves them working.
     """
     root = tmp_path_factory.mktemp("text_presets")
     written = {}
@@ -136,6 +140,7 @@ def presets(tmp_path_factory):
         backbone, tokenizer = make()
         backbone.save_to_preset(str(root / encoder))
         tokenizer.save_to_preset(str(root / encoder))
+        share_sentencepiece_model(tokenizer)
         written[encoder] = (str(root / encoder), backbone, tokenizer)
     return written
 
@@ -244,6 +249,55 @@ def test_frozen_towers_stay_frozen_after_a_keras_reload(presets, tmp_path):
     assert len(restored.trainable_weights) == len(model.trainable_weights)
     for spec in specs:
         assert not any(v.trainable for v in restored.get_layer(f"{spec.name}_encoder").weights)
+
+
+# === Tokenizer state in a long-lived process ===
+
+
+@pytest.mark.parametrize("encoder", ["deberta_v3_small_en", "siglip_text"])
+def test_seeding_after_the_build_leaves_sentencepiece_tokenization_alone(encoder, presets):
+    # set_random_seed clears TensorFlow's kernel cache, which used to delete
+    # the SentencePiece model: "Resource .../SentencepieceOp/... does not exist".
+    preset, backbone, tokenizer = presets[encoder]
+    model = mmk.build_unimodal(mmk.TextInput("review", encoder=encoder, sequence_length=LENGTH, weights=preset),
+                               TASK, projection_dim=8)
+    keras.utils.set_random_seed(7)
+
+    ids, _, pooled = reference(encoder, backbone, tokenizer, TEXTS)
+    np.testing.assert_array_equal(model.get_layer("review_tokenizer")(tf.constant(TEXTS))[0].numpy(), ids)
+    np.testing.assert_allclose(pooled_model(model, "review").predict({"review": tf.constant(TEXTS)}, verbose=0), pooled,
+                               atol=1e-5)
+    keras.utils.set_random_seed(8)  # again, after the traced predict: still the same
+    np.testing.assert_allclose(pooled_model(model, "review").predict({"review": tf.constant(TEXTS)}, verbose=0), pooled,
+                               atol=1e-5)
+
+
+def remembered_words(tokenizer):
+    """Entries of a byte-pair tokenizer's lasting word cache (KerasHub's, or mmkeras's bounded one)."""
+    cache = tokenizer.cache
+    return int((cache.words if hasattr(cache, "words") else cache.id2value).size())
+
+
+@pytest.mark.parametrize("encoder", ["roberta_base_en", "clip_text"])
+def test_byte_pair_word_cache_stays_bounded_while_serving(encoder, presets, monkeypatch):
+    monkeypatch.setattr(text_encoders, "WORD_CACHE_SIZE", 12, raising=False)
+    preset, backbone, tokenizer = presets[encoder]
+    model = mmk.build_unimodal(mmk.TextInput("review", encoder=encoder, sequence_length=LENGTH, weights=preset),
+                               TASK, projection_dim=8)
+    layer = model.get_layer("review_tokenizer")
+    serve = tf.function(layer, input_signature=[tf.TensorSpec([None], tf.string)])  # as a SavedModel runs it
+    rng = np.random.default_rng(0)
+    unseen = ["".join(rng.choice(list("abcdefgh"), 6)) for _ in range(40)]
+
+    for i in range(0, len(unseen), 4):  # 10 requests of 4 new words
+        serve(tf.constant([" ".join(unseen[i:i + 4])]))
+
+    assert remembered_words(layer.tokenizer) <= 12
+    # Words kept and words split again per call tokenize as KerasHub does,
+    # known words and special tokens included.
+    texts = [" ".join(unseen[:3] + unseen[-3:]), *TEXTS[:2], "<s> great </s>"]
+    np.testing.assert_array_equal(serve(tf.constant(texts))[0].numpy(), reference(encoder, backbone, tokenizer, texts)[0])
+    assert remembered_words(layer.tokenizer) <= 12
 
 
 # === Presets that do not match the spec ===

@@ -5,7 +5,6 @@ Single segments are packed with `StartEndPacker` (core TF ops); KerasHub's
 multi-segment packer emits `TFText>RoundRobinTrim`, which TF Serving lacks.
 """
 
-import hashlib
 import os
 
 import keras
@@ -16,7 +15,8 @@ from mmkeras.modalities.base import Encoded, Modality
 from mmkeras.modalities.missing import TextPresence
 from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: F401  (the registry, read from here too)
 from mmkeras.modalities.text_encoders import (TextFamily, build_from_scratch, check_encoder, family_of,
-                                              load_pretrained, used_outputs)
+                                              load_pretrained, reset_word_cache, share_sentencepiece_model,
+                                              used_outputs)
 
 RESERVED_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
 
@@ -244,7 +244,9 @@ class TextTokenizer(keras.layers.Layer):
         if self.strip_punctuation:
             texts = tf.strings.regex_replace(texts, PUNCTUATION, "")
             texts = tf.strings.strip(tf.strings.regex_replace(texts, r"\s+", " "))
-        _name_sentencepiece_model(self.tokenizer)
+        # KerasHub keeps tokenizer state that a seed deletes or that grows per request.
+        share_sentencepiece_model(self.tokenizer)
+        reset_word_cache(self.tokenizer)
         with no_convert_scope():
             return self.packer(self.tokenizer(texts))
 
@@ -261,20 +263,6 @@ class TextTokenizer(keras.layers.Layer):
 
 # The characters SigLIP's preprocessor removes (KerasHub's, from big_vision).
 PUNCTUATION = r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]"
-
-
-def _name_sentencepiece_model(tokenizer):
-    """Names a SentencePiece model's node in a SavedModel after the model.
-
-    TF Text creates every SentencePiece model with a node named
-    `SentenceTokenizerInitializer/SentencepieceOp`, and a loaded SavedModel
-    holding two such nodes gives both the first one's model (TF 2.20, TF
-    Text 2.20): a DeBERTaV3 and a SigLIP input would share a vocabulary. A
-    name from the model's bytes keeps them apart; equal models may share.
-    """
-    resource = getattr(getattr(tokenizer, "_sentence_piece", None), "_model_resource", None)
-    if resource is not None and isinstance(getattr(resource, "_model", None), bytes):
-        resource._name = "sentencepiece_" + hashlib.sha256(resource._model).hexdigest()[:16]
 
 
 def _special_token_ids(tokenizer):

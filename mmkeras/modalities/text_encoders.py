@@ -6,12 +6,19 @@ and how it pools: what KerasHub's own preprocessor and task would do, so a
 pretrained tower sees the inputs it was trained on. A preset's backbone class
 must be the class of the encoder named; a mismatch is an error at build time,
 never a silent switch to another architecture.
+
+The last section keeps KerasHub tokenizers' own state safe in a long-lived
+process: a SentencePiece model that `keras.utils.set_random_seed` would
+delete, and a byte-pair word cache that would grow with every request.
 """
 
 import dataclasses
+import functools
+import hashlib
 import os
 
 import keras
+import tensorflow as tf
 
 from mmkeras.modalities.submodel import SubModel
 from mmkeras.registry import lookup
@@ -235,3 +242,138 @@ def build_from_scratch(encoder, vocabulary_size, sequence_length):
         max_sequence_length=max(sequence_length, 64),
         **config,
     )
+
+
+# === Tokenizer state: safe from seeding, bounded per request ===
+
+
+def share_sentencepiece_model(tokenizer):
+    """Gives a SentencePiece model a resource that seeding cannot delete.
+
+    TF Text creates a SentencePiece model as a resource private to the
+    kernel that made it, and `keras.utils.set_random_seed` (through
+    `tf.random.set_seed`) clears TensorFlow's eager kernel cache: the model
+    goes with it, and the next call fails with "Resource
+    .../SentencepieceOp/... does not exist". A resource with a shared name
+    lives in the resource manager instead. The name comes from the model's
+    bytes, for the node too: TF Text names every such node
+    `SentenceTokenizerInitializer/SentencepieceOp`, and a loaded SavedModel
+    holding two gives both the first one's model (TF 2.20, TF Text 2.20), so
+    a DeBERTaV3 and a SigLIP input would share a vocabulary. Equal models
+    may share. Checked on each call: KerasHub makes a new model when a
+    `.keras` file loads its assets.
+    """
+    sentence_piece = getattr(tokenizer, "_sentence_piece", None)
+    resource = getattr(sentence_piece, "_model_resource", None)
+    if resource is None or isinstance(resource, _shared_sentencepiece_model_class()):
+        return
+    if not isinstance(getattr(resource, "_model", None), bytes):
+        return
+    name = "sentencepiece_" + hashlib.sha256(resource._model).hexdigest()[:16]
+    with tf.init_scope():  # made once, as TF Text does, even from a traced call
+        sentence_piece._model_resource = _shared_sentencepiece_model_class()(resource._model, name)
+
+
+@functools.cache
+def _shared_sentencepiece_model_class():
+    """TF Text's SentencePiece model resource, created under a shared name.
+
+    Defined on first use: TF Text is imported only where a SentencePiece
+    tokenizer already imported it.
+    """
+    from tensorflow_text.python.ops import sentencepiece_tokenizer
+
+    class SharedSentencepieceModel(sentencepiece_tokenizer._SentencepieceModelResource):
+        def _create_resource(self):
+            with tf.name_scope(self._name):
+                return sentencepiece_tokenizer.gen_sentencepiece_tokenizer.sentencepiece_op(
+                    model=self._model, shared_name=self._name)
+
+    return SharedSentencepieceModel
+
+
+def reset_word_cache(tokenizer):
+    """Bounds a byte-pair tokenizer's (RoBERTa, CLIP) word cache; empties its per-call part.
+
+    KerasHub's `BytePairTokenizer` remembers how it split every word in a
+    `MutableHashTable` that lives as long as the model, so a server adds an
+    entry for each unseen word it is sent, without bound (on a tiny RoBERTa:
+    200,000 entries and +15 MB RSS after 10,000 requests of 20 new words).
+    `_WordCache` keeps the first `WORD_CACHE_SIZE` words and splits the
+    others again on each call. Checked on each call: KerasHub makes a new
+    cache when a `.keras` file loads its assets.
+    """
+    import keras_hub
+
+    if not isinstance(tokenizer, keras_hub.tokenizers.BytePairTokenizer):
+        return
+    if getattr(tokenizer, "cache", None) is None:
+        return  # no vocabulary yet: KerasHub's own error comes next
+    if not isinstance(tokenizer.cache, _WordCache):
+        tokenizer.cache = _WordCache(tokenizer.unsplittable_tokens, WORD_CACHE_SIZE)
+    tokenizer.cache.reset()
+
+
+# Words a byte-pair tokenizer remembers (~80 bytes each): the common words
+# of a language, and 4 MB at most.
+WORD_CACHE_SIZE = 50_000
+
+
+class _WordCache(tf.Module):
+    """`BytePairTokenizerCache`'s interface, holding at most `capacity` words for good.
+
+    Two tables. `words` lives as long as the model (a SavedModel keeps it,
+    as it kept KerasHub's cache): the special tokens, which must stay whole,
+    then the first words split, until it holds `capacity` (concurrent calls
+    may each add what fitted when they began); it never shrinks, so
+    concurrent requests only ever read correct entries. The call's own
+    table holds the other words of one call (each run of a traced function
+    makes an anonymous one, which TensorFlow frees when the run ends):
+    KerasHub inserts a call's unseen words, then looks every word up again.
+
+    Example:
+    >>> cache = _WordCache(["<s>"], capacity=2)
+    >>> cache.reset()
+    >>> cache.insert(tf.constant(["dragonfly", "moth"]), tf.constant(["dragon fly", "moth"]))
+    >>> cache.lookup(tf.constant(["dragonfly", "<s>", "moth", "wasp"])).numpy().tolist()
+    [b'dragon fly', b'<s>', b'moth', b'']
+    >>> cache.reset()  # "moth" did not fit: it was kept for one call only
+    >>> cache.lookup(tf.constant(["dragonfly", "moth"])).numpy().tolist()
+    [b'dragon fly', b'']
+    """
+
+    def __init__(self, unsplittable_tokens, capacity):
+        super().__init__(name="word_cache")
+        self.capacity = int(capacity)
+        with tf.init_scope(), tf.device("cpu"):  # made once, even from a traced call
+            self.words = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, "")
+            if unsplittable_tokens:
+                tokens = tf.constant(list(unsplittable_tokens))
+                self.words.insert(_word_keys(tokens), tokens)
+        self.reset()
+
+    def reset(self):
+        """A new, empty table for the words of one call."""
+        with tf.device("cpu"):
+            table = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, "",
+                                                            experimental_is_anonymous=True)
+        # Not tracked: a SavedModel must not keep a table made inside a call.
+        object.__setattr__(self, "_call_words", table)
+
+    def lookup(self, words):
+        keys = _word_keys(words)
+        kept = self.words.lookup(keys)
+        values = tf.where(kept == "", self._call_words.lookup(keys), kept)
+        values.set_shape([None])
+        return values
+
+    def insert(self, words, values):
+        keys = _word_keys(words)
+        self._call_words.insert(keys, values)
+        room = tf.maximum(self.capacity - self.words.size(), 0)
+        self.words.insert(keys[:room], values[:room])
+
+
+def _word_keys(words):
+    """int64 keys (a string-to-string `MutableHashTable` does not exist): 8-byte fingerprints."""
+    return tf.bitcast(tf.fingerprint(words), tf.int64)
