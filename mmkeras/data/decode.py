@@ -270,7 +270,7 @@ def decode_wav(encoded, sample_rate, num_samples, name="audio"):
     """
 
     def decode():
-        with tf.control_dependencies([_wav_checks(encoded, name)]):
+        with tf.control_dependencies([check_wav(encoded, name)]):
             audio, rate = tf.audio.decode_wav(encoded)
         mono = tf.reduce_mean(audio, axis=-1)
         # Samples at the input rate that cover `num_samples` at the output rate.
@@ -281,7 +281,7 @@ def decode_wav(encoded, sample_rate, num_samples, name="audio"):
     return tf.cond(tf.strings.length(encoded) > 0, decode, lambda: missing)
 
 
-def _wav_checks(encoded, name):
+def check_wav(encoded, name):
     """The in-graph checks that bytes are a 16-bit PCM WAV, each naming the
     input (TF's own messages do not), chained so the first failure speaks."""
     is_wav = tf.logical_and(_starts(encoded, 0, b"RIFF"), _starts(encoded, 8, b"WAVE"))

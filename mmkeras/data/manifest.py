@@ -15,11 +15,12 @@ import dataclasses
 import json
 import math
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.data.decode import decode_image
+from mmkeras.data.decode import check_wav, decode_image
 
 COMPRESSED_AUDIO = (".flac", ".ogg", ".mp3")
 
@@ -285,14 +286,30 @@ def _check_file(base, value, spec, fail, allow_outside_paths):
             return ""
         if kind == "image":
             decode_image(content, (1, 1), spec.name, spec.max_pixels)
-        elif tf.audio.decode_wav(content).audio.shape[0] == 0:
+        elif kind == "audio":
+            check_wav(tf.constant(content), spec.name)  # the pipeline's and serving's message
+        if kind == "audio" and tf.audio.decode_wav(content).audio.shape[0] == 0:
             fail(f"audio file {path} has no samples")
             return ""
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        reason = _decoder_reason(e)
         fail(f"cannot decode {kind} file {path}: {reason}")
         return ""
     return path
+
+
+def _decoder_reason(error):
+    """A decoder's message without TensorFlow's wrapping: an in-graph check's own
+    words (`Input voice must be ...`), else the last line of the op's message."""
+    text = str(getattr(error, "message", None) or error).strip()
+    if not text:
+        return type(error).__name__
+    # Eager checks say "... Summarized data: b'<message>'", graph ones "assertion failed: [<message>]".
+    match = re.search(r"Summarized data: b'(.*)'|assertion failed: \[(.*?)\]", text, re.S)
+    if match:
+        return next(group for group in match.groups() if group)
+    # "{{function_node __wrapped__DecodeImage_device_...}} Invalid PNG. ... [Op:DecodeImage]"
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", text.splitlines()[-1])
 
 
 def _inside(root, path):
