@@ -171,8 +171,9 @@ def reference(encoder, backbone, tokenizer, texts):
 
 
 def pooled_model(model, name):
-    """The part of `model` from raw text to the encoder's pooled vector."""
-    return keras.Model(model.input, model.get_layer(f"{name}_feature_norm").input)
+    """The part of `model` from raw text to the encoder's pooled vector (the feature norm's first input)."""
+    inputs = model.get_layer(f"{name}_feature_norm").input
+    return keras.Model(model.input, inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
 
 
 # === Loading: weights, packing and pooling of each family ===
