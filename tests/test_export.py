@@ -312,7 +312,8 @@ def test_a_keras_file_from_one_process_exports_in_another_with_nothing_beside_it
                              str(tmp_path / "served")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     metadata = json.load(open(tmp_path / "served" / "1" / "assets.extra" / "mmkeras.json"))
-    expected = [{k: v for k, v in spec.get_config().items() if k != "vocabulary"} for spec in specs]
+    # The model's own specs: adapted copies holding what they learned (sensor statistics).
+    expected = [{k: v for k, v in spec.get_config().items() if k != "vocabulary"} for spec in model.specs]
     assert [{k: v for k, v in i.items() if k != "kind"} for i in metadata["inputs"]] == \
         json.loads(json.dumps(expected))  # exact specs: feature names, sample rates, sizes
     assert metadata["labels"] == LABELS
