@@ -30,13 +30,15 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
 
     Args:
         inputs: list of modality specs (`ImageInput`, `TextInput`, ...).
-        fusion: `"concat"`, `"weighted"`, `"gated"`, `"attention"`,
-            `"cross_attention"`, `"transformer"` or `"low_rank"`.
+        fusion: a key of `mmkeras.fusion.FUSIONS`: `"concat"`, `"weighted"`,
+            `"gated"`, `"attention"`, `"cross_attention"`, `"transformer"`,
+            `"low_rank"`, or one registered there.
         task: a `Classification`.
         projection_dim: shared width every modality is projected to.
         modality_dropout: rate at which whole modalities are dropped in
             training.
-        fusion_options: extra keyword arguments for the fusion layer.
+        fusion_options: the fusion layer's options (its constructor
+            arguments, e.g. `hidden_dim`), checked against its constructor.
         feature_norm: batch-normalise each encoder's pooled features before
             its projection (see `_project`).
         adapt_data: training data for specs that learn state (text
@@ -63,7 +65,8 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
     if task is None:
         raise ValueError("build_model needs a `task=`, e.g. mmk.Classification(labels=[...]).")
     specs = _adapted_copies(specs, adapt_data)
-    lookup(fusion_lib.FUSIONS, fusion, "fusion")  # before the encoders are built
+    # The fusion and its options are checked before the encoders are built (slow).
+    fusion_lib.check_options(lookup(fusion_lib.FUSIONS, fusion, "fusion"), fusion_options or {})
 
     # === Inputs and encoders ===
     model_inputs = {spec.name: spec.keras_input() for spec in specs}
@@ -80,16 +83,13 @@ def build_model(inputs, fusion="concat", task=None, *, projection_dim=128, modal
     # === Fusion ===
     stacked, presence = ModalityDropout(modality_dropout, name="modality_dropout")(stacked, presence)
     fusion_layer = fusion_lib.get(fusion, [spec.name for spec in specs], **(fusion_options or {}))
-    if fusion_layer.uses_tokens:
-        tokens = [
-            keras.layers.Dense(projection_dim, name=f"{spec.name}_token_projection")(e.tokens)
-            for spec, e in zip(specs, encoded)
-        ]
-        fused = fusion_layer(stacked, presence, tokens, [e.token_mask for e in encoded])
-    else:
-        fused = fusion_layer(stacked, presence)
-    if fusion_layer.has_modality_weights:
-        fused = fused[0]
+    tokens = token_masks = None
+    if fusion_layer.uses_tokens:  # projections nothing reads would stay untrained
+        tokens = [keras.layers.Dense(projection_dim, name=f"{spec.name}_token_projection")(e.tokens)
+                  for spec, e in zip(specs, encoded)]
+        token_masks = [e.token_mask for e in encoded]
+    # Positional: `fusion.input` lists them in this order (evaluation reads the weights so).
+    fused = fusion_layer(stacked, presence, tokens, token_masks)
 
     # === Heads ===
     outputs = _head(fused, task, projection_dim)

@@ -5,7 +5,9 @@ the modalities themselves in `App.specs`) and five sections whose every key is
 a field below, with its type and default (README "App configuration" lists them
 all). The whole file is checked when it is read: an unknown key, a value of the
 wrong type or out of range is an error naming the file and the key's path, so
-a typo never falls back to a default unnoticed.
+a typo never falls back to a default unnoticed. `model.fusion` is read from the
+fusion registry when a file is checked (a fusion registered from user code is
+accepted) and `model.fusion_options` against that fusion's constructor.
 
 Example:
 >>> app = {"data": {"label_column": "y", "labels": ["a", "b"]},
@@ -16,6 +18,10 @@ Example:
 Traceback (most recent call last):
 ...
 ValueError: app.yaml: training.patiense: unknown key (did you mean 'patience'?); allowed: epochs, ...
+>>> parse_config({**app, "model": {"fusion": "gated", "fusion_options": {"hiden_dim": 64}}}, "app.yaml")
+Traceback (most recent call last):
+...
+ValueError: app.yaml: model.fusion_options.hiden_dim: unknown key (did you mean 'hidden_dim'?); GatedFusion takes: hidden_dim
 """
 
 import collections
@@ -27,7 +33,7 @@ from typing import Literal
 
 import yaml
 
-from mmkeras.fusion import FUSIONS
+from mmkeras import fusion as fusion_lib
 from mmkeras.headlines import check_headline
 from mmkeras.registry import did_you_mean
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
@@ -68,10 +74,10 @@ class DataConfig:
 class ModelConfig:
     """`model:` how the modalities are fused (arguments of `build_model`)."""
 
-    fusion: Literal[tuple(FUSIONS)] = "concat"  # a fusion layer of mmkeras.fusion
+    fusion: str = "concat"  # a key of mmkeras.fusion.FUSIONS, read when the file is checked
     projection_dim: int = _setting(128, POSITIVE)  # width every modality is projected to
     modality_dropout: float = _setting(0.1, RATE)  # chance of hiding a modality in training
-    fusion_options: dict = dataclasses.field(default_factory=dict)  # fusion layer arguments
+    fusion_options: dict = dataclasses.field(default_factory=dict)  # checked against the fusion's constructor
     feature_norm: bool = True  # batch-normalise each encoder's pooled features before projection
     auxiliary_heads: bool = False  # a classifier per modality beside the fused one
 
@@ -220,6 +226,7 @@ def apply_settings(sections, settings, file):
 def _check_across(sections, where):
     """Conditions between keys, which no single value shows."""
     data, evaluation = sections["data"], sections["evaluation"]
+    _check_fusion(sections["model"], where)
     if data.validation_fraction + data.test_fraction >= 1:
         raise ValueError(f"{where}: data.validation_fraction + data.test_fraction must be < 1 (the rest "
                          f"trains). Received: {data.validation_fraction} + {data.test_fraction}")
@@ -236,6 +243,17 @@ def _check_across(sections, where):
             check_headline(evaluation.headline, data.multi_label, evaluation.normal_label)
         except ValueError as e:
             raise ValueError(f"{where}: evaluation.headline: {e}") from None
+
+
+def _check_fusion(model, where):
+    """`model.fusion` against the registry as it is now, not as it was at import
+    (user code may have registered a fusion), and `model.fusion_options` against
+    that layer's constructor."""
+    fusions = fusion_lib.FUSIONS
+    if model.fusion not in fusions:
+        raise ValueError(f"{where}: model.fusion: expected one of {list(fusions)}"
+                         f"{did_you_mean(model.fusion, fusions)}. Received: {model.fusion!r}")
+    fusion_lib.check_options(fusions[model.fusion], model.fusion_options, f"{where}: model.fusion_options")
 
 
 def _unknown_key(where, path, allowed):

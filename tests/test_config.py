@@ -3,12 +3,17 @@
 import dataclasses
 import os
 import re
+import types
 
+import keras
+import numpy as np
 import pytest
 import yaml
 
-from mmkeras import config, training
-from mmkeras.app import compile_app_model, load_app, with_overrides
+from mmkeras import config, evaluation, fusion, training
+from mmkeras.app import App, build_app_model, compile_app_model, load_app, with_overrides
+from mmkeras.fusion import FusionLayer
+from mmkeras.fusion.masking import masked_softmax, weighted_sum
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSPECTION = os.path.join(HERE, "apps", "inspection", "app.yaml")
@@ -44,6 +49,16 @@ def test_a_misspelled_key_is_an_error_naming_its_path(tmp_path):
     ("multi_label: false", "multi_label: 0", "data.multi_label: expected true or false. Received: 0"),
     ("on_error: raise", "on_error: ignore", "data.on_error: expected one of ['raise', 'skip']"),
     ("fusion: concat", "fusion: sum", "model.fusion: expected one of ['concat', 'weighted'"),
+    ("fusion: concat", "fusion: gate", "model.fusion: expected one of ['concat', 'weighted', 'gated', 'attention', "
+     "'cross_attention', 'transformer', 'low_rank'] (did you mean 'gated'?). Received: 'gate'"),
+    ("fusion: concat", "fusion: gated\n  fusion_options: {hiden_dim: 32}",
+     "model.fusion_options.hiden_dim: unknown key (did you mean 'hidden_dim'?); GatedFusion takes: hidden_dim"),
+    ("fusion: concat", "fusion: concat\n  fusion_options: {hidden_dim: 32.5}",
+     "model.fusion_options.hidden_dim: expected an integer. Received: 32.5"),
+    ("fusion: concat", "fusion: concat\n  fusion_options: {dropout: lots}",
+     "model.fusion_options.dropout: expected a finite number. Received: 'lots'"),
+    ("fusion: concat", "fusion: concat\n  fusion_options: [hidden_dim]",
+     "model.fusion_options: expected a mapping. Received: ['hidden_dim']"),
     ('serving_version: "2.20"', "serving_version: 2.20",  # YAML reads 2.20 as the number 2.2
      "export.serving_version: expected a string. Received: 2.2"),
     ("normal_label: ok", "normal_label: okay", "evaluation.normal_label: expected one of data.labels "
@@ -83,6 +98,70 @@ def test_overrides_are_checked_like_the_file():
         with_overrides(app, ["training.patiense=3"])
     with pytest.raises(ValueError, match=re.escape("training.clipnorm: expected a value > 0. Received: -1.0")):
         with_overrides(app, ["training.clipnorm=-1"])
+
+
+def test_fusion_options_follow_the_fusion_chosen_by_an_override():
+    app = load_app(INSPECTION)
+    app = with_overrides(app, ["model.fusion=gated", "model.fusion_options={hidden_dim: 16}"])
+    assert (app.model.fusion, app.model.fusion_options) == ("gated", {"hidden_dim": 16})
+    # Another fusion with the same options: the options no longer fit it.
+    with pytest.raises(ValueError, match=re.escape(
+            f"{INSPECTION} (with model.fusion=transformer): model.fusion_options.hidden_dim: unknown key; "
+            "MultimodalTransformerFusion takes: num_layers, num_heads, intermediate_dim, dropout")):
+        with_overrides(app, ["model.fusion=transformer"])
+
+
+@keras.saving.register_keras_serializable(package="mmkeras_tests")
+class MeanFusion(FusionLayer):
+    """A user's own fusion: the mean of the present modalities' embeddings, then a Dense layer."""
+
+    def __init__(self, modality_names, hidden_dim=8, **kwargs):
+        super().__init__(modality_names, **kwargs)
+        self.hidden_dim = int(hidden_dim)
+        self.dense = keras.layers.Dense(self.hidden_dim, name="dense")
+
+    def build(self, embeddings_shape, presence_shape=None):
+        self.dense.build((None, embeddings_shape[2]))
+
+    def modality_weights(self, embeddings, presence, tokens=None, token_masks=None):
+        return masked_softmax(keras.ops.zeros_like(presence), presence)
+
+    def call(self, embeddings, presence, tokens=None, token_masks=None):
+        return self.dense(weighted_sum(self.modality_weights(embeddings, presence), embeddings))
+
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None):
+        return keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_dim": self.hidden_dim}
+
+
+def test_a_fusion_registered_from_user_code_is_accepted_by_app_yaml(monkeypatch, tmp_path):
+    sensor = {"kind": "sensor", "features": ["x"], "mean": [0.0], "variance": [1.0]}
+    contents = {"data": {"label_column": "y", "labels": ["no", "yes"]},
+                "inputs": [{**sensor, "name": "a"}, {**sensor, "name": "b"}],
+                "model": {"fusion": "mean", "fusion_options": {"hidden_dim": 4}}}
+    with pytest.raises(ValueError, match=re.escape("app.yaml: model.fusion: expected one of ['concat', ")):
+        App.from_config(contents)
+
+    monkeypatch.setitem(fusion.FUSIONS, "mean", MeanFusion)  # registered after mmkeras was imported
+    app = App.from_config(contents)
+    model = build_app_model(app, app.specs(), types.SimpleNamespace(columns=None))
+    assert type(model.get_layer("fusion")) is MeanFusion and model.get_layer("fusion").hidden_dim == 4
+    inputs = {"a": np.array([[1.0], [np.nan]], "float32"), "b": np.array([[2.0], [3.0]], "float32")}
+    assert model.predict(inputs, verbose=0).shape == (2, 2)
+    # The report reads its weights through the one method: 1/2 each, then b alone.
+    assert evaluation.fusion_weights(model, inputs) == pytest.approx({"a": 0.25, "b": 0.75})
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert evaluation.fusion_weights(reloaded, inputs) == pytest.approx({"a": 0.25, "b": 0.75})
+
+    # Its options are checked against its constructor, as a built-in fusion's are.
+    contents["model"]["fusion_options"] = {"hiden_dim": 4}
+    with pytest.raises(ValueError, match=re.escape(
+            "app.yaml: model.fusion_options.hiden_dim: unknown key (did you mean 'hidden_dim'?); "
+            "MeanFusion takes: hidden_dim")):
+        App.from_config(contents)
 
 
 def test_clipnorm_and_auxiliary_loss_weight_reach_compile_model(tmp_path, monkeypatch):

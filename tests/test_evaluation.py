@@ -12,6 +12,8 @@ import tensorflow as tf
 
 import mmkeras as mmk
 from mmkeras import evaluation
+from mmkeras.fusion import FusionLayer
+from mmkeras.fusion.masking import weighted_sum
 from mmkeras.evaluation import (
     ConfusionMatrixCallback,
     average_precision,
@@ -56,26 +58,25 @@ class StringLength(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras_tests")
-class FixedWeightFusion(keras.layers.Layer):
-    """Weighted sum with constant softmax weights; returns (fused, weights [B, V])."""
+class FixedWeightFusion(FusionLayer):
+    """Weighted sum with constant softmax weights, which `modality_weights` gives."""
 
     def __init__(self, modality_names, logits, **kwargs):
-        super().__init__(**kwargs)
-        self.modality_names = list(modality_names)
+        super().__init__(modality_names, **kwargs)
         self.logits = list(logits)
 
-    def call(self, features):
-        stacked = keras.ops.stack(features, axis=1)  # [B, V, D]
+    def modality_weights(self, embeddings, presence, tokens=None, token_masks=None):
         weights = keras.ops.softmax(keras.ops.convert_to_tensor(self.logits, "float32"))
-        weights = keras.ops.broadcast_to(weights[None], (keras.ops.shape(stacked)[0], len(self.logits)))
-        return keras.ops.sum(stacked * weights[:, :, None], axis=1), weights
+        return keras.ops.broadcast_to(weights[None], keras.ops.shape(presence))
 
-    def compute_output_spec(self, features):
-        batch, dim = features[0].shape
-        return (keras.KerasTensor((batch, dim)), keras.KerasTensor((batch, len(self.logits))))
+    def call(self, embeddings, presence, tokens=None, token_masks=None):
+        return weighted_sum(self.modality_weights(embeddings, presence), embeddings)
+
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None):
+        return keras.KerasTensor((embeddings.shape[0], embeddings.shape[2]))
 
     def get_config(self):
-        return {**super().get_config(), "modality_names": self.modality_names, "logits": self.logits}
+        return {**super().get_config(), "logits": self.logits}
 
 
 def _dense(units, kernel):
@@ -92,7 +93,10 @@ def toy_model(robust=True, with_fusion=False, multi_label=False):
     kernel = [[-10.0, 10.0], [0.0, 0.0]]
     if with_fusion:
         fusion = FixedWeightFusion(["review", "readings"], [0.0, math.log(3.0)], name="fusion")
-        fused, _ = fusion([text_feature, first_reading])
+        stacked = keras.layers.Concatenate(axis=1)([keras.layers.Reshape((1, 1))(feature)
+                                                    for feature in (text_feature, first_reading)])
+        presence = keras.layers.Rescaling(0.0, offset=1.0)(keras.layers.Concatenate()(features))  # ones
+        fused = fusion(stacked, presence)
         features.append(fused)
         kernel.append([0.0, 0.0])
     logits = _dense(2, kernel)(keras.layers.Concatenate()(features))

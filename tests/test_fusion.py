@@ -6,6 +6,9 @@ and check that gradients reach every encoder and that a missing modality
 cannot influence the prediction.
 """
 
+import inspect
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -13,8 +16,8 @@ import tensorflow as tf
 
 import mmkeras as mmk
 from mmkeras import fusion as fusion_lib
-from mmkeras.fusion import FUSIONS, ModalityDropout
-from mmkeras.fusion.masking import masked_softmax
+from mmkeras.fusion import FUSIONS, FusionLayer, ModalityDropout
+from mmkeras.fusion.masking import masked_softmax, valid_tokens
 
 NAMES = ["image", "text", "audio"]
 BATCH, WIDTH = 4, 8
@@ -49,11 +52,9 @@ def random_inputs(seed=0):
 
 
 def run(layer, embeddings, presence, tokens, masks, training=False):
-    if layer.uses_tokens:
-        outputs = layer(embeddings, presence, tokens, masks, training=training)
-    else:
-        outputs = layer(embeddings, presence)
-    return outputs if layer.has_modality_weights else (outputs, None)
+    """`(fused, weights or None)` through the one calling convention every fusion has."""
+    fused = layer(embeddings, presence, tokens, masks, training=training)
+    return fused, layer.modality_weights(embeddings, presence, tokens, masks)
 
 
 # === Each fusion layer ===
@@ -67,6 +68,7 @@ def test_output_shapes_and_modality_weights(name):
     assert fused.shape == (BATCH, OPTIONS[name][1])
     assert np.isfinite(fused.numpy()).all()
     assert layer.modality_names == NAMES
+    assert (weights is not None) == layer.has_modality_weights
     if layer.has_modality_weights:
         weights = weights.numpy()
         assert weights.shape == (BATCH, len(NAMES))
@@ -74,6 +76,32 @@ def test_output_shapes_and_modality_weights(name):
         # Missing modalities get no weight; the others share it.
         np.testing.assert_array_equal(weights[PRESENCE == 0], 0.0)
         assert (weights[PRESENCE == 1] > 0).all()
+
+
+@pytest.mark.parametrize("name", FUSIONS)
+def test_every_fusion_follows_the_one_calling_convention(name):
+    """`fusion(embeddings, presence, tokens=None, token_masks=None)` -> the fused vector, nothing
+    else, in a model too; weights only through `modality_weights`; tokens only where read."""
+    layer = make_fusion(name)
+    embeddings, tokens, masks = random_inputs()
+    fused = layer(embeddings, PRESENCE, tokens=tokens, token_masks=masks)
+    assert keras.ops.is_tensor(fused) and fused.shape == (BATCH, OPTIONS[name][1])
+    if layer.uses_tokens:
+        with pytest.raises(ValueError, match="reads tokens: call it as fusion.*Received no tokens"):
+            layer(embeddings, PRESENCE)
+    else:  # tokens are ignored, not required
+        np.testing.assert_array_equal(layer(embeddings, PRESENCE).numpy(), fused.numpy())
+
+    symbolic = [keras.Input((len(NAMES), WIDTH)), keras.Input((len(NAMES),))]
+    symbolic_tokens = [keras.Input((n, WIDTH)) for n in TOKEN_COUNTS]
+    symbolic_masks = [keras.Input((n,), dtype="bool") for n in TOKEN_COUNTS]
+    output = make_fusion(name)(*symbolic, symbolic_tokens, symbolic_masks)
+    assert isinstance(output, keras.KerasTensor) and output.shape == (None, OPTIONS[name][1])
+
+    # The weighting fusions give weights through `modality_weights`; the others inherit None.
+    weights = layer.modality_weights(embeddings, PRESENCE, tokens, masks)
+    assert (weights is None) == (name not in ("weighted", "gated", "attention"))
+    assert layer.has_modality_weights == (weights is not None)
 
 
 @pytest.mark.parametrize("name", FUSIONS)
@@ -145,11 +173,52 @@ def test_weighting_fusions_fall_back_when_everything_is_missing():
     np.testing.assert_allclose(weights.numpy(), [[0.26894142, 0.73105858], [1.0, 0.0]], rtol=1e-6)
 
 
+def test_valid_tokens_drop_padding_and_missing_modalities():
+    mask = np.array([[True, True, False], [True, True, True]])
+    valid = valid_tokens(mask, np.array([1.0, 0.0], "float32")).numpy()
+    np.testing.assert_array_equal(valid, [[True, True, False], [False, False, False]])
+
+
 def test_unknown_fusion_and_single_modality_are_refused():
     with pytest.raises(ValueError, match="Unknown fusion 'sum'.*concat"):
         fusion_lib.get("sum", NAMES)
     with pytest.raises(ValueError, match="at least 2 modalities.*'image'"):
         fusion_lib.get("concat", ["image"])
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("gated", {"hiden_dim": 8},
+     "fusion_options.hiden_dim: unknown key (did you mean 'hidden_dim'?); GatedFusion takes: hidden_dim"),
+    ("transformer", {"hidden_dim": 8}, "fusion_options.hidden_dim: unknown key; MultimodalTransformerFusion "
+     "takes: num_layers, num_heads, intermediate_dim, dropout"),
+    ("concat", {"hidden_dim": "wide"}, "fusion_options.hidden_dim: expected an integer. Received: 'wide'"),
+    ("concat", {"hidden_dim": 8.5}, "fusion_options.hidden_dim: expected an integer. Received: 8.5"),
+    ("low_rank", {"dropout": "a lot"}, "fusion_options.dropout: expected a finite number. Received: 'a lot'"),
+    ("low_rank", {"rank": True}, "fusion_options.rank: expected an integer. Received: True"),
+])
+def test_fusion_options_are_checked_against_the_constructor(name, options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fusion_lib.get(name, NAMES, **options)
+
+
+def test_fusion_options_are_read_from_the_constructor():
+    assert fusion_lib.fusion_options(FUSIONS["attention"]) == {"attention_dim": 128, "hidden_dim": 256}
+    assert fusion_lib.fusion_options(FUSIONS["transformer"])["intermediate_dim"] is None
+    # A None default takes anything; a float takes an int, numpy numbers and a number YAML left a string.
+    layer = fusion_lib.get("transformer", NAMES, intermediate_dim=16, dropout=0)
+    assert (layer.intermediate_dim, layer.dropout) == (16, 0.0)
+    layer = fusion_lib.get("low_rank", NAMES, hidden_dim=np.int64(4), dropout="1e-1")
+    assert (layer.hidden_dim, layer.dropout) == (4, 0.1)
+
+
+def test_a_required_option_is_named():
+    class Needy(FusionLayer):
+        def __init__(self, modality_names, width, scale=1.0, **kwargs):
+            super().__init__(modality_names, **kwargs)
+
+    assert fusion_lib.fusion_options(Needy) == {"width": inspect.Parameter.empty, "scale": 1.0}
+    with pytest.raises(ValueError, match=re.escape("fusion_options.width: a required key")):
+        fusion_lib.check_options(Needy, {"scale": 2.0})
 
 
 # === ModalityDropout ===

@@ -182,7 +182,8 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
                         on_pass=advance)
     weights = fusion_weights(model, inputs, batch_size)
     if weights is None:
-        notes.append("The model exposes no fusion weights (no 'fusion' layer with a (fused, weights) output).")
+        notes.append("The model exposes no fusion weights (no 'fusion' layer whose modality_weights "
+                     "gives them).")
 
     comparison = None
     if baselines:

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 
 from mmkeras.evaluation.metrics import classification_metrics, default_headline, headline_value, worse_by
-from mmkeras.evaluation.predict import as_predict_fn, model_input_names, predict_raw
+from mmkeras.evaluation.predict import as_predict_fn, predict_raw
+from mmkeras.fusion.base import FusionLayer
 
 DEFAULT_ROBUSTNESS_PROBABILITIES = (0.0, 0.25, 0.5)
 
@@ -274,8 +275,10 @@ def missing_modality_robustness(predict_fn, inputs, y_true, *, labels=None, metr
 def fusion_weights(model, inputs, batch_size=32):
     """Mean per-modality fusion weight, or None when the model exposes none.
 
-    Looks for a layer named "fusion" whose output is `(fused, weights [B, V])`
-    and averages `weights` over the examples.
+    Reads the layer named "fusion": a `FusionLayer` whose `modality_weights`
+    gives weights `[B, V]`. The fusion's call arguments are computed by the
+    model (one pass up to the fusion), then the weights from them, and
+    averaged over the examples.
 
     Args:
         model: a functional Keras model.
@@ -289,14 +292,32 @@ def fusion_weights(model, inputs, batch_size=32):
         fusion = model.get_layer("fusion")
     except ValueError:
         return None
-    output = fusion.output
-    if not isinstance(output, (list, tuple)) or len(output) != 2:
+    if not isinstance(fusion, FusionLayer) or not fusion.has_modality_weights:
         return None
-    probe = keras.Model(model.input, output[1], name="fusion_weights_probe")
-    weights = np.asarray(predict_raw(probe, inputs, batch_size), dtype=np.float64)
-    weights = weights.reshape(weights.shape[0], weights.shape[1], -1).mean(axis=2)
-    names = list(getattr(fusion, "modality_names", None) or model_input_names(model) or [])
-    if len(names) != weights.shape[1]:
-        names = [str(v) for v in range(weights.shape[1])]
-    means = weights.mean(axis=0)
-    return {name: float(means[v]) for v, name in enumerate(names)}
+    probe = keras.Model(model.input, list(fusion.input), name="fusion_inputs_probe")
+    flat = predict_raw(probe, inputs, batch_size)
+    embeddings, presence, tokens, token_masks = _fusion_arguments(fusion, flat)
+    parts = []
+    for start in range(0, len(embeddings), batch_size):  # batches as the model's: bounded memory
+        part = slice(start, start + batch_size)
+        weights = fusion.modality_weights(embeddings[part], presence[part], _part(tokens, part),
+                                          _part(token_masks, part))
+        if weights is None:
+            return None
+        parts.append(keras.ops.convert_to_numpy(weights))
+    means = np.concatenate(parts).astype(np.float64).mean(axis=0)
+    return {name: float(means[v]) for v, name in enumerate(fusion.modality_names)}
+
+
+def _fusion_arguments(fusion, flat):
+    """`(embeddings, presence, tokens, token_masks)` from the fusion's flattened
+    inputs: the builder passes them positionally, so they come in that order,
+    tokens and masks `V` each (or none, for a fusion that reads no tokens)."""
+    count = fusion.num_modalities
+    if len(flat) == 2:
+        return flat[0], flat[1], None, None
+    return flat[0], flat[1], list(flat[2:2 + count]), list(flat[2 + count:])
+
+
+def _part(tensors, part):
+    return None if tensors is None else [tensor[part] for tensor in tensors]

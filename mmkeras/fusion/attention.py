@@ -23,17 +23,18 @@ class ModalityAttentionFusion(FusionLayer):
         hidden_dim: width of the output MLP and of the output.
 
     Returns:
-        `(fused [B, hidden_dim], weights [B, V])`.
+        The fused vector `[B, hidden_dim]`; `modality_weights` gives `alpha`
+        `[B, V]`.
 
     Example:
     >>> import numpy as np
     >>> fusion = ModalityAttentionFusion(["image", "text", "audio"], attention_dim=8, hidden_dim=8)
-    >>> fused, weights = fusion(np.ones((2, 3, 4), "float32"), np.ones((2, 3), "float32"))
-    >>> weights.shape
+    >>> embeddings, presence = np.ones((2, 3, 4), "float32"), np.ones((2, 3), "float32")
+    >>> fusion(embeddings, presence).shape
+    TensorShape([2, 8])
+    >>> fusion.modality_weights(embeddings, presence).shape
     TensorShape([2, 3])
     """
-
-    has_modality_weights = True
 
     def __init__(self, modality_names, attention_dim=128, hidden_dim=256, **kwargs):
         super().__init__(modality_names, **kwargs)
@@ -50,14 +51,16 @@ class ModalityAttentionFusion(FusionLayer):
         self.score.build((None, self.attention_dim))
         self.dense.build((None, embeddings_shape[2]))
 
-    def call(self, embeddings, presence):
+    def modality_weights(self, embeddings, presence, tokens=None, token_masks=None):
         scores = ops.squeeze(self.score(self.projection(embeddings)), axis=-1)
-        weights = masked_softmax(scores, presence)
-        return self.dense(weighted_sum(weights, embeddings)), weights
+        return masked_softmax(scores, presence)
 
-    def compute_output_spec(self, embeddings, presence):
-        return (keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype),
-                keras.KerasTensor(presence.shape, dtype="float32"))
+    def call(self, embeddings, presence, tokens=None, token_masks=None):
+        weights = self.modality_weights(embeddings, presence)
+        return self.dense(weighted_sum(weights, embeddings))
+
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None):
+        return keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "attention_dim": self.attention_dim,

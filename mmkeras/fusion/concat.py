@@ -33,12 +33,12 @@ class ConcatFusion(FusionLayer):
         width = embeddings_shape[1] * embeddings_shape[2] + embeddings_shape[1]
         self.dense.build((None, width))
 
-    def call(self, embeddings, presence, training=None):
+    def call(self, embeddings, presence, tokens=None, token_masks=None, training=None):
         flat = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
         x = ops.concatenate([flat, ops.cast(presence, flat.dtype)], axis=-1)
         return self.dropout_layer(self.dense(x), training=training)
 
-    def compute_output_spec(self, embeddings, presence):
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None, training=None):
         return keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype)
 
     def get_config(self):

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from mmkeras.fusion.base import FusionLayer
+from mmkeras.fusion.masking import valid_tokens
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -53,8 +54,9 @@ class CrossAttentionFusion(FusionLayer):
             norm.build((None, None, width))
         self.output_dense.build((None, 2 * self.num_modalities * width))
 
-    def call(self, embeddings, presence, tokens, token_masks, training=None):
-        masks = [_valid_tokens(token_masks[v], presence[:, v]) for v in range(self.num_modalities)]
+    def call(self, embeddings, presence, tokens=None, token_masks=None, training=None):
+        self.check_tokens(tokens, token_masks)
+        masks = [valid_tokens(token_masks[v], presence[:, v]) for v in range(self.num_modalities)]
         pooled = []
         for v in range(self.num_modalities):
             others = [u for u in range(self.num_modalities) if u != v]
@@ -70,17 +72,12 @@ class CrossAttentionFusion(FusionLayer):
         flat = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
         return self.output_dense(ops.concatenate([flat, *pooled], axis=-1))
 
-    def compute_output_spec(self, embeddings, presence, tokens, token_masks, training=None):
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None, training=None):
         return keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "hidden_dim": self.hidden_dim,
                 "dropout": self.dropout}
-
-
-def _valid_tokens(token_mask, present):
-    """Tokens that are real (not padding) of a modality that is present."""
-    return ops.logical_and(ops.cast(token_mask, "bool"), (present > 0)[:, None])
 
 
 def _masked_mean(tokens, mask):

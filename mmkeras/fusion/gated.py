@@ -24,18 +24,19 @@ class GatedFusion(FusionLayer):
         hidden_dim: width of `h_v` and of the output.
 
     Returns:
-        `(fused [B, hidden_dim], gates [B, V])`: `gates` is each modality's
-        gate averaged over the hidden units (rows sum to 1).
+        The fused vector `[B, hidden_dim]`; `modality_weights` gives each
+        modality's gate averaged over the hidden units `[B, V]` (rows sum
+        to 1).
 
     Example:
     >>> import numpy as np
     >>> fusion = GatedFusion(["image", "text"], hidden_dim=8)
-    >>> fused, gates = fusion(np.ones((2, 2, 4), "float32"), np.ones((2, 2), "float32"))
-    >>> fused.shape
+    >>> embeddings, presence = np.ones((2, 2, 4), "float32"), np.array([[1.0, 1.0], [1.0, 0.0]], "float32")
+    >>> fusion(embeddings, presence).shape
     TensorShape([2, 8])
+    >>> fusion.modality_weights(embeddings, presence).numpy()[1].tolist()
+    [1.0, 0.0]
     """
-
-    has_modality_weights = True
 
     def __init__(self, modality_names, hidden_dim=256, **kwargs):
         super().__init__(modality_names, **kwargs)
@@ -52,19 +53,23 @@ class GatedFusion(FusionLayer):
             transform.build((None, width))
         self.gate.build((None, self.num_modalities * width))
 
-    def call(self, embeddings, presence):
+    def modality_weights(self, embeddings, presence, tokens=None, token_masks=None):
+        return ops.mean(self._gates(embeddings, presence), axis=1)
+
+    def call(self, embeddings, presence, tokens=None, token_masks=None):
         hidden = ops.stack([t(embeddings[:, i]) for i, t in enumerate(self.transforms)], axis=1)
+        gates = self._gates(embeddings, presence)
+        return ops.sum(hidden * ops.cast(ops.transpose(gates, (0, 2, 1)), hidden.dtype), axis=1)
+
+    def _gates(self, embeddings, presence):
+        """`[B, hidden_dim, V]`: a softmax over modalities, separately for every hidden unit."""
         flat = ops.reshape(embeddings, (ops.shape(embeddings)[0], -1))
         logits = ops.reshape(self.gate(flat), (-1, self.num_modalities, self.hidden_dim))
-        # Softmax over modalities, separately for every hidden unit.
         logits = ops.transpose(logits, (0, 2, 1))
-        gates = masked_softmax(logits, ops.cast(presence, "float32")[:, None, :])
-        fused = ops.sum(hidden * ops.cast(ops.transpose(gates, (0, 2, 1)), hidden.dtype), axis=1)
-        return fused, ops.mean(gates, axis=1)
+        return masked_softmax(logits, ops.cast(presence, "float32")[:, None, :])
 
-    def compute_output_spec(self, embeddings, presence):
-        return (keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype),
-                keras.KerasTensor(presence.shape, dtype="float32"))
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None):
+        return keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "hidden_dim": self.hidden_dim}

@@ -48,7 +48,7 @@ class LowRankFusion(FusionLayer):
             factor.build((None, embeddings_shape[2]))
         self.norm.build((None, self.hidden_dim))
 
-    def call(self, embeddings, presence, training=None):
+    def call(self, embeddings, presence, tokens=None, token_masks=None, training=None):
         product = None
         for i, factor in enumerate(self.factors):
             projected = ops.reshape(factor(embeddings[:, i]), (-1, self.rank, self.hidden_dim))
@@ -56,7 +56,7 @@ class LowRankFusion(FusionLayer):
         fused = self.norm(ops.sum(product, axis=1))
         return self.dropout_layer(fused, training=training)
 
-    def compute_output_spec(self, embeddings, presence):
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None, training=None):
         return keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype)
 
     def get_config(self):

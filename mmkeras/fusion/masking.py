@@ -1,4 +1,4 @@
-"""Masked softmax over modalities, shared by the weighting fusions."""
+"""Masks shared by the fusions: softmax over present modalities, valid tokens."""
 
 from keras import ops
 
@@ -27,3 +27,22 @@ def weighted_sum(weights, embeddings):
     """`sum_v weights[b, v] * embeddings[b, v, :]`."""
     weights = ops.cast(weights, embeddings.dtype)
     return ops.sum(embeddings * weights[:, :, None], axis=1)
+
+
+def valid_tokens(token_mask, present):
+    """Bool `[B, N]`: tokens that are real (not padding) of a modality that is present.
+
+    A missing modality's tokens come from its encoder run on a filled-in
+    input (or from a modality dropped in training): attending to them would
+    let what is missing leak into the fused vector.
+
+    Args:
+        token_mask: `[B, N]`, True (or 1) for real tokens.
+        present: `[B]`, the modality's presence, 1.0 present.
+
+    Example:
+    >>> import numpy as np
+    >>> valid_tokens(np.array([[True, False], [True, True]]), np.array([1.0, 0.0])).numpy().tolist()
+    [[True, False], [False, False]]
+    """
+    return ops.logical_and(ops.cast(token_mask, "bool"), (present > 0)[:, None])

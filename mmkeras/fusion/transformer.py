@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from mmkeras.fusion.base import FusionLayer
-from mmkeras.fusion.cross_attention import _valid_tokens
+from mmkeras.fusion.masking import valid_tokens
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -67,7 +67,8 @@ class MultimodalTransformerFusion(FusionLayer):
         self.output_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="output_norm")
         self.output_norm.build((None, width))
 
-    def call(self, embeddings, presence, tokens, token_masks, training=None):
+    def call(self, embeddings, presence, tokens=None, token_masks=None, training=None):
+        self.check_tokens(tokens, token_masks)
         batch = ops.shape(embeddings)[0]
         types = ops.cast(self.type_embeddings, embeddings.dtype)
         fusion_token = ops.cast(self.fusion_token, embeddings.dtype) + types[0]
@@ -75,14 +76,14 @@ class MultimodalTransformerFusion(FusionLayer):
         masks = [ops.ones((batch, 1), "bool")]
         for v in range(self.num_modalities):
             sequence += [embeddings[:, v:v + 1] + types[v + 1], tokens[v] + types[v + 1]]
-            masks += [ops.ones((batch, 1), "bool"), _valid_tokens(token_masks[v], presence[:, v])]
+            masks += [ops.ones((batch, 1), "bool"), valid_tokens(token_masks[v], presence[:, v])]
         x = ops.concatenate(sequence, axis=1)
         padding_mask = ops.concatenate(masks, axis=1)
         for layer in self.encoder_layers:
             x = layer(x, padding_mask=padding_mask, training=training)
         return self.output_norm(x[:, 0])
 
-    def compute_output_spec(self, embeddings, presence, tokens, token_masks, training=None):
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None, training=None):
         return keras.KerasTensor((embeddings.shape[0], embeddings.shape[2]), dtype=self.compute_dtype)
 
     def get_config(self):

@@ -22,17 +22,18 @@ class WeightedSumFusion(FusionLayer):
         hidden_dim: width of the MLP and of the output.
 
     Returns:
-        `(fused [B, hidden_dim], weights [B, V])`.
+        The fused vector `[B, hidden_dim]`; `modality_weights` gives `alpha`
+        `[B, V]`.
 
     Example:
     >>> import numpy as np
     >>> fusion = WeightedSumFusion(["image", "text"], hidden_dim=8)
-    >>> fused, weights = fusion(np.ones((1, 2, 4), "float32"), np.array([[1.0, 0.0]], "float32"))
-    >>> weights.numpy().tolist()
+    >>> embeddings, presence = np.ones((1, 2, 4), "float32"), np.array([[1.0, 0.0]], "float32")
+    >>> fusion(embeddings, presence).shape
+    TensorShape([1, 8])
+    >>> fusion.modality_weights(embeddings, presence).numpy().tolist()
     [[1.0, 0.0]]
     """
-
-    has_modality_weights = True
 
     def __init__(self, modality_names, hidden_dim=256, **kwargs):
         super().__init__(modality_names, **kwargs)
@@ -45,14 +46,16 @@ class WeightedSumFusion(FusionLayer):
         )
         self.dense.build((None, embeddings_shape[2]))
 
-    def call(self, embeddings, presence):
+    def modality_weights(self, embeddings, presence, tokens=None, token_masks=None):
         logits = keras.ops.broadcast_to(self.modality_logits[None], keras.ops.shape(presence))
-        weights = masked_softmax(logits, presence)
-        return self.dense(weighted_sum(weights, embeddings)), weights
+        return masked_softmax(logits, presence)
 
-    def compute_output_spec(self, embeddings, presence):
-        return (keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype),
-                keras.KerasTensor(presence.shape, dtype="float32"))
+    def call(self, embeddings, presence, tokens=None, token_masks=None):
+        weights = self.modality_weights(embeddings, presence)
+        return self.dense(weighted_sum(weights, embeddings))
+
+    def compute_output_spec(self, embeddings, presence, tokens=None, token_masks=None):
+        return keras.KerasTensor((embeddings.shape[0], self.hidden_dim), dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "hidden_dim": self.hidden_dim}
