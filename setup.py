@@ -14,7 +14,7 @@ from setuptools import find_packages, setup
 #   need Python >= 3.11. keras-nlp is not used (KerasHub replaced it).
 # - keras-cv 0.9.0: frozen; imported only by mmkeras/backbones.py.
 # - tensorflow-io 0.37.1: only its spectrogram functions (plain TF ops) are
-#   used, by mmkeras/audio.py. It has no Python 3.13 wheel; there the same
+#   used, by mmkeras/log_mel.py. It has no Python 3.13 wheel; there the same
 #   log-mel is computed with tf.signal.
 # - soundfile (libsndfile): FLAC/OGG/MP3 in training pipelines; WAV uses
 #   core TF ops everywhere.

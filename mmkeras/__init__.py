@@ -10,22 +10,33 @@ Example:
 ... )
 """
 
-import os
+import os as _os
 
 # TensorFlow logs four INFO lines on every import (CUDA drivers, oneDNN, CPU
 # instructions). Hide INFO only, unless the user chose a level: TensorFlow's
 # warnings and errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from mmkeras import serving  # noqa: E402
+# Importing `training` registers the losses and metrics `compile_model` uses, so
+# a compiled `.keras` file loads after `import mmkeras` alone.
+from mmkeras import evaluation, serving, training  # noqa: E402
+from mmkeras.backbone_configs import IMAGE_BACKBONES  # noqa: E402
 from mmkeras.builder import build_model, build_unimodal  # noqa: E402
 from mmkeras.export import export  # noqa: E402
 from mmkeras.finetune import unfreeze  # noqa: E402
-from mmkeras.modalities import AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
+from mmkeras.fusion import FUSIONS  # noqa: E402
+from mmkeras.modalities import MODALITIES, AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
+from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: E402
 from mmkeras.multimodal_classifier import MultimodalClassifier  # noqa: E402
 from mmkeras.tasks import Classification  # noqa: E402
-# Registers the losses and metrics `training.compile_model` uses, so a compiled
-# `.keras` file loads after `import mmkeras` alone.
-from mmkeras import training  # noqa: E402, F401
 
 __version__ = "0.2.0"
+
+# What `import mmkeras as mmk` offers: the builders and specs, export, the
+# training / evaluation / serving kits, and the registries (input kinds,
+# fusions, image backbones, text encoders), each a dict of name -> entry.
+__all__ = [
+    "AudioInput", "Classification", "FUSIONS", "IMAGE_BACKBONES", "ImageInput", "MODALITIES",
+    "MultimodalClassifier", "SensorInput", "TEXT_ENCODERS", "TextInput", "build_model", "build_unimodal",
+    "evaluation", "export", "serving", "training", "unfreeze",
+]

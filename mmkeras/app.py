@@ -14,7 +14,7 @@ import os
 import numpy as np
 import yaml
 
-from mmkeras import config, modalities
+from mmkeras import app_config, modalities
 from mmkeras.data.manifest import load_examples, raw_file_bytes
 from mmkeras.data.pipeline import make_dataset
 from mmkeras.data.splits import split_examples, write_split
@@ -22,7 +22,7 @@ from mmkeras.data.splits import split_examples, write_split
 
 @dataclasses.dataclass(frozen=True)
 class App:
-    """A checked `app.yaml`: typed sections (`mmkeras.config`), inputs as written.
+    """A checked `app.yaml`: typed sections (`mmkeras.app_config`), inputs as written.
 
     Example:
     >>> app = App.from_config({"name": "notes", "data": {"label_column": "y", "labels": ["a", "b"]},
@@ -33,22 +33,22 @@ class App:
 
     name: str
     path: str
-    data: config.DataConfig
+    data: app_config.DataConfig
     inputs: list
-    model: config.ModelConfig
-    training: config.TrainingConfig
-    evaluation: config.EvaluationConfig
-    export: config.ExportConfig
+    model: app_config.ModelConfig
+    training: app_config.TrainingConfig
+    evaluation: app_config.EvaluationConfig
+    export: app_config.ExportConfig
     description: str = ""
     file: str = "app.yaml"
 
     @classmethod
     def from_config(cls, contents, file="app.yaml"):
         """The app an app file's contents (a mapping) describe, checked
-        (`mmkeras.config.parse_config`); it is named after its folder unless
+        (`mmkeras.app_config.parse_config`); it is named after its folder unless
         it says `name:`."""
         path = os.path.dirname(os.path.abspath(file))
-        parsed = config.parse_config(contents, file)
+        parsed = app_config.parse_config(contents, file)
         name = parsed.pop("name") or os.path.basename(path)
         return cls(name=name, path=path, file=file, **parsed)
 
@@ -95,7 +95,7 @@ def _accepted_keys(spec):
 def load_app(path):
     """Reads `apps/<name>/app.yaml` (or the YAML file itself).
 
-    The file is checked whole (`mmkeras.config`): an unknown key or a bad
+    The file is checked whole (`mmkeras.app_config`): an unknown key or a bad
     value is an error naming the file and the key's path.
 
     Example:
@@ -125,8 +125,8 @@ def with_overrides(app, settings):
     >>> app.training.epochs, app.model.fusion
     (3, 'concat')
     """
-    sections = {name: getattr(app, name) for name in config.SECTIONS}
-    app = dataclasses.replace(app, **config.apply_settings(sections, settings, app.file))
+    sections = {name: getattr(app, name) for name in app_config.SECTIONS}
+    app = dataclasses.replace(app, **app_config.apply_settings(sections, settings, app.file))
     app.specs()  # a bad input fails now, not after the demo data is made
     return app
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmkeras import audio
-from mmkeras.audio import CORE_OPS, LogMelSpectrogram, SpecAugment
+from mmkeras import log_mel
+from mmkeras.log_mel import CORE_OPS, LogMelSpectrogram, SpecAugment
 
-tfio_audio = audio.audio_functions()
+tfio_audio = log_mel.audio_functions()
 needs_tfio = pytest.mark.skipif(tfio_audio is CORE_OPS, reason="tensorflow-io is not installed (Python 3.13)")
 
 
@@ -44,14 +44,14 @@ def test_layers_compute_the_same_with_core_ops(monkeypatch):
     waveform = np.random.default_rng(1).uniform(-0.5, 0.5, (2, 8000)).astype("float32")
     layer = LogMelSpectrogram(sample_rate=8000, fft_size=256, window_size=200, hop_size=80, num_mels=32)
     expected = layer(waveform).numpy()
-    monkeypatch.setattr(audio, "audio_functions", lambda: CORE_OPS)
+    monkeypatch.setattr(log_mel, "audio_functions", lambda: CORE_OPS)
     np.testing.assert_allclose(layer(waveform).numpy(), expected, rtol=1e-5, atol=1e-4)
     masked = SpecAugment(freq_mask_param=8, time_mask_param=8)(tf.ones((4, 50, 32)), training=True).numpy()
     assert masked.shape == (4, 50, 32) and (masked == 0).any() and (masked == 1).any()
 
 
 def test_importing_mmkeras_and_its_audio_front_end_prints_nothing():
-    code = "import mmkeras, mmkeras.audio; mmkeras.audio.audio_functions()"
+    code = "import mmkeras, mmkeras.log_mel; mmkeras.log_mel.audio_functions()"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""The app.yaml schema (`mmkeras.config`): unknown keys, bad values, overrides, README."""
+"""The app.yaml schema (`mmkeras.app_config`): unknown keys, bad values, overrides, README."""
 
 import dataclasses
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mmkeras import config, evaluation, fusion, training
+from mmkeras import app_config, evaluation, fusion, training
 from mmkeras.app import App, build_app_model, compile_app_model, load_app, with_overrides
 from mmkeras.fusion import FusionLayer
 from mmkeras.fusion.masking import masked_softmax, weighted_sum
@@ -188,7 +188,7 @@ def test_the_readme_table_lists_every_key_with_its_default():
     table = readme_table()
     table.pop("inputs[i]")  # modality specs: each spec's own arguments
     fields = {f"{section}.{field.name}": field
-              for section, cls in config.SECTIONS.items() for field in dataclasses.fields(cls)}
+              for section, cls in app_config.SECTIONS.items() for field in dataclasses.fields(cls)}
     assert sorted(table) == sorted(fields)
     for key, field in fields.items():
         if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:

@@ -104,3 +104,33 @@ def test_the_fusion_layer_example_works_in_a_model(monkeypatch, tmp_path):
     assert isinstance(reloaded.get_layer("fusion"), layer_class)
     np.testing.assert_allclose(reloaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0),
                                rtol=1e-6)
+
+
+def test_no_two_modules_share_a_name():
+    """A module's name alone says what it is (issue 24, item 7): no `config.py` beside
+    `serving/config.py`, no `audio.py` beside `modalities/audio.py`."""
+    import collections
+    from pathlib import Path
+
+    package = Path(__file__).parents[1] / "mmkeras"
+    names = collections.defaultdict(list)
+    for path in package.rglob("*.py"):
+        if path.name not in ("__init__.py", "__main__.py"):
+            names[path.stem].append(str(path.relative_to(package)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
+
+
+def test_the_public_api_is_what_all_lists():
+    """`import mmkeras as mmk` offers the README's names (`mmk.serving.Client`,
+    `mmk.evaluation.evaluate`, the registries) and nothing stray such as `os`."""
+    import types
+
+    import mmkeras as mmk
+
+    public = {name for name in dir(mmk) if not name.startswith("_")}
+    own_modules = {name for name in public if isinstance(getattr(mmk, name), types.ModuleType)
+                   and getattr(mmk, name).__name__ == f"mmkeras.{name}"}
+    assert public - own_modules == set(mmk.__all__) - own_modules
+    assert {"evaluation", "serving", "training"} <= set(mmk.__all__)
+    assert mmk.serving.Client and mmk.evaluation.evaluate and "gated" in mmk.FUSIONS
+    assert {"image", "text", "audio", "sensor"} <= set(mmk.MODALITIES) and "tiny_cnn" in mmk.IMAGE_BACKBONES

@@ -1,4 +1,4 @@
-"""Tests for mmkeras.modalities and mmkeras.audio: encoders, missing inputs, sensors, freezing.
+"""Tests for mmkeras.modalities and mmkeras.log_mel: encoders, missing inputs, sensors, freezing.
 
 Every encoder is checked for the shapes it hands to fusion, for finite
 outputs on missing inputs, and (through `build_unimodal`) for gradients on
@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import mmkeras as mmk
 from mmkeras import modalities
-from mmkeras.audio import LogMelSpectrogram, SpecAugment
+from mmkeras.log_mel import LogMelSpectrogram, SpecAugment
 from mmkeras.modalities.missing import SplitMissing, SplitMissingFeatures, TextPresence, TokenMask
 from mmkeras.modalities.text import RESERVED_TOKENS, TextTokenizer, ZerosLike
 from mmkeras.modalities.waveform_augment import WaveformAugment

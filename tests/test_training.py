@@ -549,7 +549,7 @@ def test_every_report_headline_works_as_the_early_stopping_monitor(multi_label, 
 def test_training_macro_f1_agrees_with_the_report_when_a_class_is_absent():
     """Keras' F1Score counts a class absent from truth and predictions as 0; the report skips it."""
     from mmkeras.evaluation import classification_metrics
-    from mmkeras.metrics import MacroF1, SparseMacroF1
+    from mmkeras.training.logged_metrics import MacroF1, SparseMacroF1
 
     y_true = np.array([0, 1, 1, 0])
     y_prob = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])

@@ -324,10 +324,10 @@ def raw_file_bytes(path, kind):
     """A file's bytes as a client would send them: FLAC/OGG/MP3 become WAV.
 
     The serving signature takes WAV; compressed audio is decoded with
-    soundfile here (`mmkeras.audio`), in the data pipeline only.
+    soundfile here (`mmkeras.log_mel`), in the data pipeline only.
     """
     if kind == "audio" and path.lower().endswith(COMPRESSED_AUDIO):
-        from mmkeras.audio import decode_compressed_audio
+        from mmkeras.log_mel import decode_compressed_audio
 
         samples, rate = decode_compressed_audio(path)
         return tf.audio.encode_wav(samples[:, None], rate).numpy()

@@ -20,7 +20,7 @@ One concern per module:
 """
 
 from mmkeras.evaluation.calibration import NUM_CALIBRATION_BINS, calibration
-from mmkeras.evaluation.callbacks import ConfusionMatrixCallback
+from mmkeras.evaluation.confusion_matrix_callback import ConfusionMatrixCallback
 from mmkeras.evaluation.evaluate import evaluate
 from mmkeras.evaluation.metrics import (
     LOWER_IS_BETTER,

@@ -9,7 +9,7 @@ import numpy as np
 
 from mmkeras.evaluation.metrics import classification_metrics, default_headline, headline_value, worse_by
 from mmkeras.evaluation.predict import as_predict_fn, predict_raw
-from mmkeras.fusion.base import FusionLayer
+from mmkeras.fusion.fusion_layer import FusionLayer
 
 DEFAULT_ROBUSTNESS_PROBABILITIES = (0.0, 0.25, 0.5)
 

@@ -6,7 +6,7 @@
 """
 
 from mmkeras.fusion.attention import ModalityAttentionFusion
-from mmkeras.fusion.base import FusionLayer
+from mmkeras.fusion.fusion_layer import FusionLayer
 from mmkeras.fusion.concat import ConcatFusion
 from mmkeras.fusion.cross_attention import CrossAttentionFusion
 from mmkeras.fusion.gated import GatedFusion

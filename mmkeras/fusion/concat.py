@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from mmkeras.fusion.base import FusionLayer
+from mmkeras.fusion.fusion_layer import FusionLayer
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")

@@ -1,7 +1,7 @@
 """Modality specs: what each input is and how the model encodes it."""
 
 from mmkeras.modalities.audio import AudioInput
-from mmkeras.modalities.base import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.image import ImageInput
 from mmkeras.modalities.sensor import SensorInput
 from mmkeras.modalities.text import TextInput

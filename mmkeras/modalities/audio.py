@@ -2,13 +2,13 @@
 
 import keras
 
-from mmkeras.audio import LogMelSpectrogram, SpecAugment
+from mmkeras.log_mel import LogMelSpectrogram, SpecAugment
 from mmkeras.modalities.audio_pretrained import (
     PRETRAINED_AUDIO_ENCODERS,
     check_pretrained_spec,
     pretrained_audio_tokens,
 )
-from mmkeras.modalities.base import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.missing import PresentBatchNormalization, SplitMissing, TokenMask
 from mmkeras.modalities.waveform_augment import WaveformAugment
 

@@ -28,7 +28,7 @@ import os
 import keras
 from keras import ops
 
-from mmkeras.audio import SpecAugment
+from mmkeras.log_mel import SpecAugment
 from mmkeras.modalities.missing import TokenMask
 from mmkeras.modalities.submodel import SubModel
 

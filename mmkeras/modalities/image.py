@@ -3,7 +3,7 @@
 import keras
 
 from mmkeras.data.decode import DEFAULT_MAX_PIXELS
-from mmkeras.modalities.base import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.missing import SplitMissing, TokenMask
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]

@@ -5,7 +5,7 @@ import warnings
 import keras
 import numpy as np
 
-from mmkeras.modalities.base import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.missing import SplitMissingFeatures, TokenMask
 
 

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mmkeras.modalities.base import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.missing import TextPresence
 from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: F401  (the registry, read from here too)
 from mmkeras.modalities.text_encoders import (TextFamily, build_from_scratch, check_encoder, family_of,

@@ -3,7 +3,7 @@
 import keras
 
 from mmkeras.headlines import tracker
-from mmkeras.metrics import MacroF1, SparseAUC, SparseMacroF1
+from mmkeras.training.logged_metrics import MacroF1, SparseAUC, SparseMacroF1
 from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label, label_output, task_of
 
 

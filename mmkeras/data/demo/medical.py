@@ -15,7 +15,7 @@ Example:
 import numpy as np
 
 from mmkeras.data.demo.drawing import blend, coverage, ellipse, gaussian, grid, to_uint8
-from mmkeras.data.demo.text import join_sentences
+from mmkeras.data.demo.sentences import join_sentences
 
 # Prevalence of each finding, independently.
 _FINDING_PREVALENCE = {"effusion": 0.25, "nodule": 0.2, "cardiomegaly": 0.25, "pneumonia": 0.3}

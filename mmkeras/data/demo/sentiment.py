@@ -17,7 +17,7 @@ import numpy as np
 
 from mmkeras.data.demo.drawing import blend, coverage, ellipse, grid, polyline_distance, to_uint8
 from mmkeras.data.demo.sound import SAMPLE_RATE, normalise_rms, time_axis
-from mmkeras.data.demo.text import add_typo, join_sentences
+from mmkeras.data.demo.sentences import add_typo, join_sentences
 
 _SENTIMENT_LABELS = ("negative", "neutral", "positive")
 # Probability of cue -1, 0, +1 per modality; fewer zeros make single cues a

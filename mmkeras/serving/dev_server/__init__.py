@@ -38,9 +38,9 @@ APIs), `rest_json` (JSON <-> tensors), `rest` (HTTP), `grpc_api` (gRPC),
 
 # The names code and tests import from `mmkeras.serving.dev_server`.
 from mmkeras.savedmodel import DEFAULT_SIGNATURE  # noqa: F401
-from mmkeras.serving.dev_server.errors import RequestError  # noqa: F401
-from mmkeras.serving.dev_server.registry import ModelRegistry  # noqa: F401
-from mmkeras.serving.dev_server.registry import read_model_configs  # noqa: F401
+from mmkeras.serving.dev_server.request_errors import RequestError  # noqa: F401
+from mmkeras.serving.dev_server.model_registry import ModelRegistry  # noqa: F401
+from mmkeras.serving.dev_server.model_registry import read_model_configs  # noqa: F401
 from mmkeras.serving.dev_server.rest import RestApi  # noqa: F401
 from mmkeras.serving.dev_server.rest import metadata_json  # noqa: F401
 from mmkeras.serving.dev_server.rest_json import format_predictions  # noqa: F401

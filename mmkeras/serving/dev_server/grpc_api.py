@@ -13,8 +13,8 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from mmkeras.serving.dev_server.errors import RequestError
-from mmkeras.serving.dev_server.errors import invalid_argument
+from mmkeras.serving.dev_server.request_errors import RequestError
+from mmkeras.serving.dev_server.request_errors import invalid_argument
 from mmkeras.serving.dev_server.signatures import inputs_from_protos
 from mmkeras.serving.dev_server.signatures import metadata_response
 from mmkeras.serving.dev_server.signatures import run_signature

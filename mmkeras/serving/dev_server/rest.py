@@ -24,8 +24,8 @@ import urllib.parse
 
 from google.protobuf import json_format
 
-from mmkeras.serving.dev_server.errors import RequestError
-from mmkeras.serving.dev_server.errors import invalid_argument
+from mmkeras.serving.dev_server.request_errors import RequestError
+from mmkeras.serving.dev_server.request_errors import invalid_argument
 from mmkeras.serving.dev_server.rest_json import format_predictions
 from mmkeras.serving.dev_server.rest_json import inputs_to_arrays
 from mmkeras.serving.dev_server.rest_json import instances_to_arrays
@@ -86,12 +86,12 @@ class RestApi:
     Example:
 
     >>> import tempfile
-    >>> from mmkeras.serving.dev_server.registry import ModelRegistry
+    >>> from mmkeras.serving.dev_server.model_registry import ModelRegistry
     >>> api = RestApi(ModelRegistry(tempfile.mkdtemp()))
     >>> api.handle("GET", "/v1/models/sentiment", b"")
     Traceback (most recent call last):
     ...
-    mmkeras.serving.dev_server.errors.RequestError: Could not find any versions of model sentiment
+    mmkeras.serving.dev_server.request_errors.RequestError: Could not find any versions of model sentiment
     """
 
     def __init__(self, registry):
@@ -336,7 +336,7 @@ class RestServer(socketserver.TCPServer):
     Example:
 
     >>> import tempfile
-    >>> from mmkeras.serving.dev_server.registry import ModelRegistry
+    >>> from mmkeras.serving.dev_server.model_registry import ModelRegistry
     >>> server = RestServer(("127.0.0.1", 0), RestApi(ModelRegistry(tempfile.mkdtemp())), 1024)
     >>> server.server_address[1] > 0
     True

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.serving.dev_server.errors import RequestError
-from mmkeras.serving.dev_server.errors import invalid_argument
+from mmkeras.serving.dev_server.request_errors import RequestError
+from mmkeras.serving.dev_server.request_errors import invalid_argument
 from mmkeras.serving.dev_server.signatures import shape_text
 
 

@@ -6,8 +6,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from mmkeras.savedmodel import signature_defs
-from mmkeras.serving.dev_server.errors import RequestError
-from mmkeras.serving.dev_server.errors import invalid_argument
+from mmkeras.serving.dev_server.request_errors import RequestError
+from mmkeras.serving.dev_server.request_errors import invalid_argument
 from mmkeras.serving.dev_server.signatures import inputs_from_protos
 from mmkeras.serving.dev_server.signatures import run_signature
 from mmkeras.serving.warmup import MAX_WARMUP_RECORDS

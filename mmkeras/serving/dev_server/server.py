@@ -17,7 +17,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from mmkeras.serving.dev_server.grpc_api import ModelService
 from mmkeras.serving.dev_server.grpc_api import PredictionService
-from mmkeras.serving.dev_server.registry import ModelRegistry
+from mmkeras.serving.dev_server.model_registry import ModelRegistry
 from mmkeras.serving.dev_server.rest import RestApi
 from mmkeras.serving.dev_server.rest import RestServer
 

@@ -14,9 +14,9 @@ from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from mmkeras.savedmodel import DEFAULT_SIGNATURE
-from mmkeras.serving.dev_server.errors import RequestError
-from mmkeras.serving.dev_server.errors import clean_tf_message
-from mmkeras.serving.dev_server.errors import invalid_argument
+from mmkeras.serving.dev_server.request_errors import RequestError
+from mmkeras.serving.dev_server.request_errors import clean_tf_message
+from mmkeras.serving.dev_server.request_errors import invalid_argument
 
 
 def _shape_of(info):
@@ -83,7 +83,7 @@ def signature_def_of(servable, signature_name):
     >>> signature_def_of(servable, "serve_decoded")
     Traceback (most recent call last):
     ...
-    mmkeras.serving.dev_server.errors.RequestError: Serving signature name: "serve_decoded" not found in signature def
+    mmkeras.serving.dev_server.request_errors.RequestError: Serving signature name: "serve_decoded" not found in signature def
     """
     name = signature_name or DEFAULT_SIGNATURE
     if name not in servable.signature_defs or name not in servable.functions:

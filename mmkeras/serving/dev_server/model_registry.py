@@ -17,9 +17,9 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from mmkeras.savedmodel import is_version_name
 from mmkeras.savedmodel import version_dirs
-from mmkeras.serving.dev_server.errors import RequestError
-from mmkeras.serving.dev_server.errors import error_code_and_message
-from mmkeras.serving.dev_server.errors import invalid_argument
+from mmkeras.serving.dev_server.request_errors import RequestError
+from mmkeras.serving.dev_server.request_errors import error_code_and_message
+from mmkeras.serving.dev_server.request_errors import invalid_argument
 from mmkeras.serving.dev_server.servable import Servable
 from mmkeras.serving.dev_server.servable import run_warmup
 from mmkeras.serving.models_config import read_model_config
