@@ -36,6 +36,7 @@ import keras
 from mmkeras.backbone_configs import IMAGE_BACKBONES, LIBRARIES, NORMALIZATIONS, POOLINGS, BackboneEntry
 from mmkeras.modalities.submodel import SubModel
 from mmkeras.registry import lookup
+from mmkeras.scratch_cnns import small_cnn, tiny_cnn
 
 __all__ = ["IMAGE_BACKBONES", "LIBRARIES", "NORMALIZATIONS", "POOLINGS", "BackboneEntry",
            "build_image_backbone", "feature_channels", "image_normalization"]
@@ -387,41 +388,4 @@ class FirstTokens(keras.layers.Layer):
         return {**super().get_config(), "count": self.count}
 
 
-# === A small CNN for tests and demos ===
-
-
-def _tiny_cnn(filters, input_shape=(None, None, 3)):
-    """A few stride-2 Conv/BN/ReLU blocks: a fast backbone for tests and demos."""
-    inputs = keras.Input(shape=input_shape, name="pixels")
-    x = inputs
-    for i, width in enumerate(filters):
-        x = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False,
-                                name=f"conv{i}")(x)
-        # momentum 0.9: small demo runs take a few hundred steps, too few for
-        # the default 0.99 moving averages to settle before validation.
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-    return keras.Model(inputs, x, name="tiny_cnn")
-
-
-def _small_cnn(filters, input_shape=(None, None, 3)):
-    """VGG-style stages: two 3x3 Conv/BN/ReLU at full resolution, then 2x2 max pooling.
-
-    Sees details one or two pixels wide (a scratch, a speck) that the strided
-    first convolution of `tiny_cnn` steps over: on the inspection demo's part
-    images it reads the defect (validation accuracy 0.99 where `tiny_cnn`
-    stays near chance), at about 8x the compute.
-    """
-    inputs = keras.Input(shape=input_shape, name="pixels")
-    x = inputs
-    for i, width in enumerate(filters):
-        for j in range(2):
-            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
-                                    name=f"conv{i}_{j}")(x)
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}_{j}")(x)
-            x = keras.layers.ReLU(name=f"relu{i}_{j}")(x)
-        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-    return keras.Model(inputs, x, name="small_cnn")
-
-
-_BUILDERS = {"tiny_cnn": _tiny_cnn, "small_cnn": _small_cnn}
+_BUILDERS = {"tiny_cnn": tiny_cnn, "small_cnn": small_cnn}

@@ -5,8 +5,9 @@ TensorFlow, and it has no Python 3.13 wheel. What mmkeras uses of it, the
 log-mel front end inside the model, are pure-Python functions over core TF
 ops, so they still work and serve on stock TF Serving. (Its SpecAugment
 masks are not used: they draw unseeded per example in a parallel loop, so
-no seed reproduces them; `SpecAugment` below draws its own.) Where tensorflow-io is not installed (Python 3.13), the same
-functions are computed here with `tf.signal` (`tests` check the two agree).
+no seed reproduces them; `SpecAugment` below draws its own.) Where
+tensorflow-io is not installed (Python 3.13), the same functions are
+computed here with `tf.signal` (`tests` check the two agree).
 Its import prints two UserWarnings about kernels that fail to load; they are
 silenced here and only here.
 

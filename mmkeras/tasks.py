@@ -148,3 +148,11 @@ def is_multi_label(model):
     unless the caller says otherwise."""
     task = task_of(model)
     return bool(task is not None and task.multi_label)
+
+
+def decision_threshold(model):
+    """The probability from which a multi-label head predicts a label: its
+    task's, or 0.5 for a model built elsewhere (the report, training metrics
+    and the export then decide alike)."""
+    task = task_of(model)
+    return 0.5 if task is None else float(task.threshold)

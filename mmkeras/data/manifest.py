@@ -286,11 +286,11 @@ def _check_file(base, value, spec, fail, allow_outside_paths):
             return ""
         if kind == "image":
             decode_image(content, (1, 1), spec.name, spec.max_pixels)
-        elif kind == "audio":
+        else:
             check_wav(tf.constant(content), spec.name)  # the pipeline's and serving's message
-        if kind == "audio" and tf.audio.decode_wav(content).audio.shape[0] == 0:
-            fail(f"audio file {path} has no samples")
-            return ""
+            if tf.audio.decode_wav(content).audio.shape[0] == 0:
+                fail(f"audio file {path} has no samples")
+                return ""
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
         reason = _decoder_reason(e)
         fail(f"cannot decode {kind} file {path}: {reason}")

@@ -16,7 +16,7 @@ from mmkeras.evaluation.metrics import (
 )
 from mmkeras.evaluation.plots import write_plots
 from mmkeras.evaluation.predict import as_predict_fn, head_output, model_input_names, model_predict_fn
-from mmkeras.tasks import task_of
+from mmkeras.tasks import decision_threshold, task_of
 from mmkeras.evaluation.report import fractions_of_ceiling, json_clean, write_report
 from mmkeras.evaluation.robustness import (
     DEFAULT_ROBUSTNESS_PROBABILITIES,
@@ -80,11 +80,6 @@ def _task_settings(model, labels, multi_label):
         raise ValueError(f"multi_label={multi_label} differs from the model's task "
                          f"(multi_label={task.multi_label}).")
     return task.labels, task.multi_label
-
-
-def _threshold(model):
-    # Multi-label predictions at the head's own threshold, as the export answers.
-    return float(getattr(task_of(model), "threshold", 0.5))
 
 
 def _unimodal_prob(model, inputs, input_name, batch_size):
@@ -171,7 +166,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
     predict_fn = model_predict_fn(model, batch_size)
     y_prob = predict_fn(inputs)
     advance()
-    threshold = _threshold(model)
+    threshold = decision_threshold(model)
     metrics = classification_metrics(y_true, y_prob, labels, multi_label, normal_label, threshold)
     value = headline_value(metrics, metric)
     y_true = np.asarray(y_true).astype(np.int64)
@@ -191,7 +186,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         for name, (baseline_model, input_name) in baselines.items():
             prob = _unimodal_prob(baseline_model, all_inputs, input_name, batch_size)
             baseline_metrics = classification_metrics(y_true, prob, labels, multi_label, normal_label,
-                                                      _threshold(baseline_model))
+                                                      decision_threshold(baseline_model))
             baseline_value = headline_value(baseline_metrics, metric)
             advance()
             comparison["baselines"][name] = {

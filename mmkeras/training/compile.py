@@ -4,7 +4,8 @@ import keras
 
 from mmkeras.headlines import tracker
 from mmkeras.training.logged_metrics import MacroF1, SparseAUC, SparseMacroF1
-from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label, label_output, task_of
+from mmkeras.tasks import (LABEL_OUTPUT, aux_output_names, decision_threshold, is_multi_label,
+                           label_output)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -134,8 +135,8 @@ def compile_model(model, *, multi_label=None, learning_rate=1e-3, optimizer="ada
     aux_names = aux_output_names(model)
     num_classes = label_output(model.output).shape[-1]
     with model.distribute_strategy.scope():
-        threshold = float(getattr(task_of(model), "threshold", 0.5))
-        loss, metrics = _head_loss_and_metrics(multi_label, label_smoothing, num_classes, threshold,
+        loss, metrics = _head_loss_and_metrics(multi_label, label_smoothing, num_classes,
+                                               decision_threshold(model),
                                                tracker(headline, multi_label).logged)
         if aux_names:
             loss = {name: _copy_loss(loss) for name in output_names}
