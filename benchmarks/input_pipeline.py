@@ -76,7 +76,7 @@ def _jit_applies(jit, specs):
     """`jit`, except for a model with a text input: XLA cannot take its strings
     (tf2xla: no `_Arg` kernel for DT_STRING), so its steps run without XLA and
     the result says `jit_applied: 0`."""
-    if jit and any(spec.kind == "text" for spec in specs):
+    if jit and any(spec.keras_input().dtype == "string" for spec in specs):
         print("jit=True ignored: the model takes strings (a text input), which XLA cannot compile",
               file=sys.stderr)
         return False
@@ -89,12 +89,13 @@ def compiled_model_on_jpegs(tmp, num_examples, precision, jit, image_size=None):
     flat over repeats). Returns `(app, specs, examples, model, jit applied)`."""
     from mmkeras import training
     from mmkeras.app import build_app_model, load_app
+    from mmkeras.modalities import ImageInput
 
     keras.utils.clear_session()
     training.set_precision(precision)
     app = load_app(APP)
     specs = app.specs()
-    size = image_size or next(spec.size[0] for spec in specs if spec.kind == "image")
+    size = image_size or next(spec.size[0] for spec in specs if isinstance(spec, ImageInput))
     examples, _ = app.load_examples(_jpeg_manifest(tmp, num_examples, size))
     model = build_app_model(app, specs, examples)
     jit = _jit_applies(jit, specs)

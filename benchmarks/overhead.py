@@ -68,16 +68,20 @@ def _batch(specs, batch_size, seed=0):
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    x = {}
-    for spec in specs:
-        if spec.kind == "image":
-            x[spec.name] = tf.constant(rng.uniform(0, 255, (batch_size, *spec.size, 3)), tf.float32)
-        elif spec.kind == "text":
-            x[spec.name] = tf.constant([" ".join(rng.choice(WORDS, spec.sequence_length - 2))
-                                        for _ in range(batch_size)])
-        else:
-            x[spec.name] = tf.constant(rng.normal(size=(batch_size, len(spec.features))), tf.float32)
+    x = {spec.name: _decoded(spec, batch_size, rng) for spec in specs}
     return x, tf.constant(rng.integers(0, len(CLASSES), batch_size))
+
+
+def _decoded(spec, batch_size, rng):
+    """A batch of decoded values of one input: texts of `sequence_length` words
+    (a tokenizer's whole budget), else the kind's random raw values decoded."""
+    import tensorflow as tf
+
+    import mmkeras as mmk
+
+    if isinstance(spec, mmk.TextInput):
+        return tf.constant([" ".join(rng.choice(WORDS, spec.sequence_length - 2)) for _ in range(batch_size)])
+    return tf.stack([spec.decode(spec.synthetic_raw(rng)) for _ in range(batch_size)])
 
 
 def _built(specs, jit):

@@ -71,8 +71,7 @@ def measure(quick=False, precision="float32", jit=False, calls=None, latency_cal
         record = {"jit_applied": float(jit)}
         for size in BATCH_SIZES:
             raw = raw_examples(examples, specs, count=size)
-            inputs = {s.name: tf.constant([r[s.name] for r in raw],
-                                          tf.float32 if s.kind == "sensor" else tf.string) for s in specs}
+            inputs = {s.name: tf.constant(s.raw_batch([r[s.name] for r in raw])) for s in specs}
             decoded = {name: tf.identity(value) for name, value in decode(inputs).items()}
             arms = {
                 "signature": lambda: signature(**inputs)["probabilities"].numpy(),

@@ -65,8 +65,7 @@ def main():
     latency = {}
     for size in (1, 32):
         raw = (raw_examples(test, specs, count=len(test)) * 32)[:size]
-        inputs = {s.name: tf.constant([r[s.name] for r in raw],
-                                      tf.float32 if s.kind == "sensor" else tf.string) for s in specs}
+        inputs = {s.name: tf.constant(s.raw_batch([r[s.name] for r in raw])) for s in specs}
         signature(**inputs)
         times = []
         for _ in range(10):

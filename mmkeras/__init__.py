@@ -25,7 +25,8 @@ from mmkeras.builder import build_model, build_unimodal  # noqa: E402
 from mmkeras.export import export  # noqa: E402
 from mmkeras.finetune import unfreeze  # noqa: E402
 from mmkeras.fusion import FUSIONS  # noqa: E402
-from mmkeras.modalities import MODALITIES, AudioInput, ImageInput, SensorInput, TextInput  # noqa: E402
+from mmkeras.modalities import (MODALITIES, AudioInput, CategoryInput, ImageInput, Modality,  # noqa: E402
+                                SensorInput, TextInput, TimeSeriesInput)
 from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: E402
 from mmkeras.multimodal_classifier import MultimodalClassifier  # noqa: E402
 from mmkeras.tasks import Classification  # noqa: E402
@@ -36,7 +37,8 @@ __version__ = "0.2.0"
 # training / evaluation / serving kits, and the registries (input kinds,
 # fusions, image backbones, text encoders), each a dict of name -> entry.
 __all__ = [
-    "AudioInput", "Classification", "FUSIONS", "IMAGE_BACKBONES", "ImageInput", "MODALITIES",
-    "MultimodalClassifier", "SensorInput", "TEXT_ENCODERS", "TextInput", "build_model", "build_unimodal",
+    "AudioInput", "CategoryInput", "Classification", "FUSIONS", "IMAGE_BACKBONES", "ImageInput", "MODALITIES",
+    "Modality", "MultimodalClassifier", "SensorInput", "TEXT_ENCODERS", "TextInput", "TimeSeriesInput",
+    "build_model", "build_unimodal",
     "evaluation", "export", "serving", "training", "unfreeze",
 ]

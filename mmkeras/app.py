@@ -11,11 +11,10 @@ import copy
 import dataclasses
 import os
 
-import numpy as np
 import yaml
 
 from mmkeras import app_config, modalities
-from mmkeras.data.manifest import load_examples, raw_file_bytes
+from mmkeras.data.manifest import load_examples
 from mmkeras.data.pipeline import make_dataset
 from mmkeras.data.splits import split_examples, write_split
 
@@ -167,7 +166,7 @@ def demo_ceilings(app, manifest, rows, specs, baselines):
     cues = os.path.join(os.path.dirname(manifest), demo.CUES_NAME)
     if app.name not in demo.DEMO_APPS or not os.path.exists(cues):
         return None
-    columns = {spec.name: spec.features if spec.kind == "sensor" else [spec.name] for spec in specs}
+    columns = {spec.name: spec.manifest_columns() for spec in specs}
     seen = {"model": sum(columns.values(), [])}
     seen.update({name: columns[input_name] for name, (_, input_name) in baselines.items()})
     return {name: ceiling.ceiling_scores(app.name, cues, rows, ceiling.source_names_of(app.name, cols))
@@ -175,7 +174,8 @@ def demo_ceilings(app, manifest, rows, specs, baselines):
 
 
 def _demo_image_size(app):
-    sizes = [spec["size"][0] for spec in app.inputs if spec["kind"] == "image" and "size" in spec]
+    """The demo generator draws images at the app's image size (64 by default)."""
+    sizes = [spec.size[0] for spec in app.specs() if isinstance(spec, modalities.ImageInput)]
     return sizes[0] if sizes else 64
 
 
@@ -375,11 +375,6 @@ def raw_examples(examples, specs, count=4):
     for i in range(min(count, len(examples))):
         example = {}
         for spec in specs:
-            value = examples.columns[spec.name][i]
-            if spec.kind in ("image", "audio"):
-                value = raw_file_bytes(value, spec.kind) if value else b""
-            elif spec.kind == "sensor":
-                value = np.asarray(value, "float32").tolist()
-            example[spec.name] = value
+            example[spec.name] = spec.client_raw(examples.columns[spec.name][i])
         raw.append(example)
     return raw

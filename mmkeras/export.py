@@ -152,13 +152,8 @@ def _exchange(path_a, path_b):
 
 def raw_signature(specs):
     """TensorSpecs of `serving_default`: what a client sends."""
-    signature = {}
-    for spec in specs:
-        if spec.kind == "sensor":
-            signature[spec.name] = tf.TensorSpec([None, *spec.shape], tf.float32, name=spec.name)
-        else:
-            signature[spec.name] = tf.TensorSpec([None], tf.string, name=spec.name)
-    return signature
+    return {spec.name: tf.TensorSpec([None, *spec.raw_spec().shape], spec.raw_spec().dtype, name=spec.name)
+            for spec in specs}
 
 
 def _write_saved_model(model, export_dir):
@@ -192,44 +187,22 @@ def _postprocess(probabilities, labels, multi_label, threshold):
 
 
 def synthetic_inputs(specs, count=3, seed=0):
-    """Raw examples (PNG bytes, WAV bytes, text, floats) with one missing value each."""
+    """Raw examples (each kind's `synthetic_raw`: PNG bytes, WAV bytes, text,
+    floats), example 0 complete and each other missing one input (`missing_raw`)."""
     rng = np.random.default_rng(seed)
     examples = []
     for i in range(count):
         example = {}
         for v, spec in enumerate(specs):
             missing = i > 0 and v == i % len(specs)  # example 0 is complete
-            example[spec.name] = _missing_raw(spec) if missing else _random_raw(spec, rng)
+            example[spec.name] = spec.missing_raw() if missing else spec.synthetic_raw(rng)
         examples.append(example)
     return examples
 
 
-def _missing_raw(spec):
-    """How a client leaves a modality out: empty bytes/text, or NaN floats."""
-    if spec.kind == "sensor":
-        return np.full(spec.shape, np.nan, "float32").tolist()
-    return b"" if spec.kind in ("image", "audio") else ""
-
-
-def _random_raw(spec, rng):
-    if spec.kind == "image":
-        pixels = rng.integers(0, 256, (*spec.size, 3), dtype=np.uint8)
-        return tf.io.encode_png(pixels).numpy()
-    if spec.kind == "audio":
-        wave = rng.uniform(-0.5, 0.5, (spec.num_samples, 1)).astype("float32")
-        return tf.audio.encode_wav(wave, spec.sample_rate).numpy()
-    if spec.kind == "text":
-        return "a sample sentence for the export check"
-    return rng.normal(size=spec.shape).astype("float32").tolist()
-
-
 def _batch(examples, specs):
     """A list of raw example dicts -> dict of batched numpy arrays."""
-    batch = {}
-    for spec in specs:
-        values = [example[spec.name] for example in examples]
-        batch[spec.name] = np.asarray(values, "float32") if spec.kind == "sensor" else np.asarray(values, object)
-    return batch
+    return {spec.name: spec.raw_batch([example[spec.name] for example in examples]) for spec in specs}
 
 
 def check_parity(model, specs, export_dir, examples):

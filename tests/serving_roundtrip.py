@@ -57,10 +57,9 @@ def fresh_process_probabilities(export_path, examples, specs, tmp_path):
     """`serving_default` on raw examples in a process importing only TF and TF Text."""
     requests = {}
     for spec in specs:
-        values = [example[spec.name] for example in examples]
-        if spec.kind in ("image", "audio"):
-            values = [{"b64": base64.b64encode(v).decode()} for v in values]
-        requests[spec.name] = values
+        values = spec.raw_batch([example[spec.name] for example in examples])
+        is_bytes = values.dtype == object and isinstance(values.flat[0], bytes)
+        requests[spec.name] = [{"b64": base64.b64encode(v).decode()} for v in values] if is_bytes else values.tolist()
     (tmp_path / "requests.json").write_text(json.dumps(requests))
     (tmp_path / "load.py").write_text(FRESH_LOAD)
     result = subprocess.run([sys.executable, str(tmp_path / "load.py"), str(export_path),
@@ -73,8 +72,7 @@ def fresh_process_probabilities(export_path, examples, specs, tmp_path):
 
 def predict_decoded(model, examples, specs):
     """`model.predict` on raw examples decoded as the serving signature decodes them."""
-    batch = {s.name: tf.constant([e[s.name] for e in examples], tf.float32 if s.kind == "sensor" else tf.string)
-             for s in specs}
+    batch = {s.name: tf.constant(s.raw_batch([e[s.name] for e in examples])) for s in specs}
     decoded = decode_batch(batch, specs)
     outputs = model.predict(tf.data.Dataset.from_tensor_slices(decoded).batch(len(examples)), verbose=0)
     return outputs["label"] if isinstance(outputs, dict) else outputs  # auxiliary heads aside

@@ -214,14 +214,14 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_keras_file_round_trip_for_every_fusion(fusion, tmp_path):
-    """Other encoders, poolings, windows, audio augmentation, multi-label, auxiliary heads: exact reloads."""
+    """Other encoders, poolings, time series, audio augmentation, multi-label, auxiliary heads: exact reloads."""
     specs = [
         mmk.ImageInput("photo", size=(16, 16), pooling="avg_max"),
         mmk.TextInput("review", encoder="deberta_v3_tiny" if fusion in ("gated", "transformer")
                       else "roberta_tiny", sequence_length=8, vocabulary_size=100),
         mmk.AudioInput("voice", sample_rate=4000, seconds=0.25, num_mels=16, encoder="transformer",
                        waveform_augment=True),
-        mmk.SensorInput("readings", features=["t", "v", "i"], window=4),
+        mmk.TimeSeriesInput("readings", features=["t", "v", "i"], steps=4),
     ]
     x = four_inputs()
     x["readings"] = np.random.default_rng(2).normal(size=(6, 4, 3)).astype("float32")

@@ -1,6 +1,7 @@
 """The app.yaml schema (`mmkeras.app_config`): unknown keys, bad values, overrides, README."""
 
 import dataclasses
+import inspect
 import os
 import re
 import types
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+import mmkeras as mmk
 from mmkeras import app_config, evaluation, fusion, training
 from mmkeras.app import App, build_app_model, compile_app_model, load_app, with_overrides
 from mmkeras.fusion import FusionLayer
@@ -175,13 +177,34 @@ def test_clipnorm_and_auxiliary_loss_weight_reach_compile_model(tmp_path, monkey
     assert received["clipnorm"] is None
 
 
+def readme_rows(header):
+    """The rows of README.md's table with `header`, as lists of cells."""
+    text = open(os.path.join(HERE, "README.md")).read()
+    table = text[text.index(header):]
+    table = table[:table.index("\n\n")].splitlines()[2:]
+    return [[cell.strip("` ") for cell in row.strip("|").split(" | ")] for row in table]
+
+
 def readme_table():
     """`{key: default cell}` of README.md's "App configuration" table."""
-    text = open(os.path.join(HERE, "README.md")).read()
-    table = text[text.index("| key | default | meaning |"):]
-    table = table[:table.index("\n\n")].splitlines()[2:]
-    cells = [row.split(" | ")[:2] for row in table]
-    return {key.strip("|` "): default for key, default in cells}
+    return {key: default for key, default, *_ in readme_rows("| key | default | meaning |")}
+
+
+def test_the_readme_input_kinds_table_lists_every_key_of_every_kind_with_its_default():
+    rows = readme_rows("| kind | key | default | meaning |")
+    table = {(kind, key): default for kind, key, default, _ in rows}
+    expected = {}
+    for kind, spec_class in mmk.MODALITIES.items():
+        for name, parameter in inspect.signature(spec_class.__init__).parameters.items():
+            if name not in ("self", "name"):
+                expected[(kind, name)] = parameter.default
+    assert sorted(table) == sorted(expected)
+    for key, default in expected.items():
+        if default is inspect.Parameter.empty:
+            assert table[key] == "required", key
+        else:
+            written = yaml.safe_load(table[key])
+            assert (list(default) if isinstance(default, tuple) else default) == written, key
 
 
 def test_the_readme_table_lists_every_key_with_its_default():

@@ -85,13 +85,6 @@ def corrupt(demo_dir, tmp_path):
     return rewrite_manifest(demo_dir, tmp_path, edit), expected
 
 
-def test_windowed_sensor_inputs_cannot_come_from_a_manifest(demo_dir):
-    """A clear error up front, not a shape error deep inside TensorFlow."""
-    specs = [mmk.SensorInput("readings", features=["temperature", "vibration_rms", "current"], window=8)]
-    with pytest.raises(ValueError, match=r"Sensor input\(s\) \['readings'\] take windows"):
-        load_examples(demo_dir / "manifest.csv", specs, "label", LABELS)
-
-
 def test_image_pixel_limit_is_checked_before_decoding_and_configurable():
     buffer = io.BytesIO()
     Image.new("RGB", (20, 16)).save(buffer, format="PNG")

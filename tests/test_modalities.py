@@ -13,7 +13,8 @@ import tensorflow as tf
 import mmkeras as mmk
 from mmkeras import modalities
 from mmkeras.log_mel import LogMelSpectrogram, SpecAugment
-from mmkeras.modalities.missing import SplitMissing, SplitMissingFeatures, TextPresence, TokenMask
+from mmkeras.modalities.missing import SplitMissing, SplitMissingFeatures, StepMask, TextPresence, TokenMask
+from mmkeras.modalities.timeseries import TIMESERIES_ENCODERS
 from mmkeras.modalities.text import RESERVED_TOKENS, TextTokenizer, ZerosLike
 from mmkeras.modalities.waveform_augment import WaveformAugment
 
@@ -245,20 +246,52 @@ def test_audio_encoder_shapes(encoder, tokens_shape):
     assert np.isfinite(out["pooled"]).all()
 
 
-@pytest.mark.parametrize("window", [None, 10])
-def test_sensor_encoder_shapes_with_nan(window):
+@pytest.mark.parametrize("spec", [
+    mmk.SensorInput("readings", features=["t", "v", "i"], hidden_dim=16),
+    *[mmk.TimeSeriesInput("trace", features=["t", "v", "i"], steps=10, encoder=e, hidden_dim=16)
+      for e in TIMESERIES_ENCODERS],
+], ids=lambda spec: getattr(spec, "encoder", spec.kind))
+def test_float_encoders_shapes_with_nan(spec):
     rng = np.random.default_rng(0)
-    shape = (4, 3) if window is None else (4, window, 3)
-    values = rng.normal(size=shape).astype("float32")
+    values = rng.normal(size=(4, *spec.shape)).astype("float32")
     values[0, ..., 1] = np.nan  # one feature missing: still present
-    values[1] = np.nan  # whole reading missing
-    spec = mmk.SensorInput("readings", features=["t", "v", "i"], window=window, hidden_dim=16)
+    values[1] = np.nan  # whole input missing
+    if len(spec.shape) == 2:
+        values[2, :4] = np.nan  # steps missing (a short series, padded)
     spec.adapt(values)
     out = encode(spec, values)
     assert out["pooled"].shape == (4, 16)
-    assert out["tokens"].shape == (4, 1 if window is None else window, 16)
+    assert out["tokens"].shape == (4, spec.shape[0] if len(spec.shape) == 2 else 1, 16)
     np.testing.assert_array_equal(out["presence"].ravel(), [1.0, 0.0, 1.0, 1.0])
     assert np.isfinite(out["pooled"]).all() and np.isfinite(out["tokens"]).all()
+
+
+def test_a_series_masks_its_missing_steps_out_of_the_pooled_vector():
+    """Padding steps (all NaN) change nothing: the pooled vector is the mean over
+    the steps that are there, whatever the encoder reads at the others."""
+    spec = mmk.TimeSeriesInput("trace", features=["a"], steps=6, mean=[0.0], variance=[1.0], encoder="gru")
+    keras.utils.set_random_seed(0)
+    model = mmk.build_unimodal(spec, TASK, projection_dim=8)
+    series = np.array([[[np.nan]] * 2 + [[1.0], [2.0], [3.0], [4.0]]], "float32")
+    assert StepMask()(series).numpy().tolist() == [[False, False, True, True, True, True]]
+    shorter = mmk.TimeSeriesInput("trace", features=["a"], steps=4, mean=[0.0], variance=[1.0], encoder="gru")
+    keras.utils.set_random_seed(0)
+    same_weights = mmk.build_unimodal(shorter, TASK, projection_dim=8)
+    same_weights.set_weights(model.get_weights())
+    np.testing.assert_allclose(model({"trace": series}).numpy(), same_weights({"trace": series[:, 2:]}).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_category_values_never_seen_in_training_share_the_out_of_vocabulary_buckets():
+    spec = mmk.CategoryInput("machine", num_oov_buckets=2, embedding_dim=4)
+    spec.adapt(np.array(["m2", "m1", "m1", "", "m3", "m3", "m3"], object))
+    assert spec.vocabulary == ["m3", "m1", "m2"]  # by frequency, ties by value
+    out = encode(spec, np.array(["m1", "never seen", "", "m3"], object))
+    np.testing.assert_array_equal(out["presence"].ravel(), [1.0, 1.0, 0.0, 1.0])
+    assert out["pooled"].shape == (4, 4) and np.isfinite(out["pooled"]).all()
+    capped = mmk.CategoryInput("machine", max_tokens=2)
+    capped.adapt(["a", "b", "b", "c", "c", "c"])
+    assert capped.vocabulary == ["c", "b"]
 
 
 ENCODER_CASES = {
@@ -272,8 +305,10 @@ ENCODER_CASES = {
        for e in ["cnn", "transformer"]},
     "sensor_flat": lambda: (mmk.SensorInput("readings", features=["t", "v"]),
                             np.random.default_rng(0).normal(size=(6, 2)).astype("float32")),
-    "sensor_windows": lambda: (mmk.SensorInput("readings", features=["t", "v"], window=10),
-                               np.random.default_rng(0).normal(size=(6, 10, 2)).astype("float32")),
+    **{f"timeseries_{e}": (lambda e=e: (mmk.TimeSeriesInput("trace", features=["t", "v"], steps=10, encoder=e),
+                                         np.random.default_rng(0).normal(size=(6, 10, 2)).astype("float32")))
+       for e in TIMESERIES_ENCODERS},
+    "category": lambda: (mmk.CategoryInput("machine"), np.array(["m1", "m2", "m1", "", "m3", "m2"], object)),
 }
 
 
@@ -305,7 +340,9 @@ def test_encoder_rebuilt_from_its_config_computes_the_same(case):
     mmk.TextInput("review", encoder="roberta_tiny", sequence_length=16,
                   vocabulary=RESERVED_TOKENS + ["a", "b"]),
     mmk.AudioInput("voice", sample_rate=8000, seconds=0.5, encoder="transformer"),
-    mmk.SensorInput("readings", features=["t"], window=5, mean=[1.0], variance=[4.0]),
+    mmk.SensorInput("readings", features=["t"], mean=[1.0], variance=[4.0]),
+    mmk.TimeSeriesInput("trace", features=["x", "y"], steps=5, encoder="gru", mean=[1.0, 0.0], variance=[4.0, 1.0]),
+    mmk.CategoryInput("machine", max_tokens=10, num_oov_buckets=2, embedding_dim=3, vocabulary=["m1", "m2"]),
 ], ids=lambda spec: spec.kind)
 def test_spec_config_round_trip(spec):
     restored = modalities.from_config(modalities.to_config(spec))

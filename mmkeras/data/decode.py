@@ -10,7 +10,8 @@ import tensorflow as tf
 
 
 def decode_example(raw, specs):
-    """One example's raw values (bytes, strings, floats) -> the model's inputs.
+    """One example's raw values (bytes, strings, floats) -> the model's inputs,
+    each by its kind's `decode`.
 
     Example:
     >>> import mmkeras as mmk
@@ -18,18 +19,7 @@ def decode_example(raw, specs):
     >>> decode_example({"readings": [20.5]}, [spec])["readings"].numpy().tolist()
     [20.5]
     """
-    decoded = {}
-    for spec in specs:
-        value = raw[spec.name]
-        if spec.kind == "image":
-            decoded[spec.name] = decode_image(value, spec.size, spec.name, spec.max_pixels)
-        elif spec.kind == "audio":
-            decoded[spec.name] = decode_wav(value, spec.sample_rate, spec.num_samples, spec.name)
-        elif spec.kind == "sensor":
-            decoded[spec.name] = tf.cast(value, tf.float32)
-        else:
-            decoded[spec.name] = tf.convert_to_tensor(value)
-    return decoded
+    return {spec.name: spec.decode(raw[spec.name]) for spec in specs}
 
 
 def decode_batch(raw, specs):
@@ -38,16 +28,7 @@ def decode_batch(raw, specs):
     The serving signature uses this, so a request is decoded exactly as the
     training pipeline decodes a file.
     """
-    signature = {}
-    for spec in specs:
-        if spec.kind == "image":
-            signature[spec.name] = tf.TensorSpec((*spec.size, 3), tf.float32)
-        elif spec.kind == "audio":
-            signature[spec.name] = tf.TensorSpec((spec.num_samples,), tf.float32)
-        elif spec.kind == "sensor":
-            signature[spec.name] = tf.TensorSpec(spec.shape, tf.float32)
-        else:
-            signature[spec.name] = tf.TensorSpec((), tf.string)
+    signature = {spec.name: spec.decoded_spec() for spec in specs}
     raw = _checked({spec.name: raw[spec.name] for spec in specs}, specs)
     return tf.map_fn(lambda example: decode_example(example, specs), raw, fn_output_signature=signature)
 
@@ -56,19 +37,16 @@ def _checked(raw, specs):
     """`raw`, after in-graph checks whose failure names the input and the reason.
 
     The checks run in the graph, so TF Serving answers INVALID_ARGUMENT with
-    the same message:
-    - at least one example, and as many for every input (else the request
-      would be answered for the first input's count only, or fail deep in
-      the model with a message about its layers);
-    - a sensor input holds its features per example, and no infinity (NaN
-      is a missing value; infinity would make every probability NaN).
+    the same message: at least one example, and as many for every input
+    (else the request would be answered for the first input's count only, or
+    fail deep in the model with a message about its layers); then each kind's
+    own `raw_checks` (a sensor input's shape, no infinity).
     """
     first = tf.shape(next(iter(raw.values())))[0]
     checks = [tf.debugging.Assert(first > 0, ["A request must hold at least one example"])]
     checks += [_same_batch_size(raw)] if len(raw) > 1 else []
     for spec in specs:
-        if spec.kind == "sensor":
-            checks += _sensor_checks(spec, tf.convert_to_tensor(raw[spec.name]))
+        checks += spec.raw_checks(tf.convert_to_tensor(raw[spec.name]))
     with tf.control_dependencies(checks):
         return {name: tf.identity(value) for name, value in raw.items()}
 
@@ -80,21 +58,6 @@ def _same_batch_size(raw):
     message = tf.strings.format(f"Every input must hold the same number of examples; received {received}",
                                 sizes)
     return tf.debugging.Assert(tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0])), [message])
-
-
-def _sensor_checks(spec, values):
-    shape = tf.shape(values)
-    expected = tf.constant(spec.shape, tf.int32)
-    right_shape = tf.cond(tf.equal(tf.size(shape), 1 + len(spec.shape)),
-                          lambda: tf.reduce_all(tf.equal(shape[1:], expected)), lambda: tf.constant(False))
-    wanted = "x".join(str(d) for d in spec.shape)
-    shape_message = tf.strings.format(
-        f"Input {spec.name} takes {wanted} values per example ({', '.join(spec.features)}); "
-        f"received a tensor of shape {{}}", [shape])
-    finite = tf.logical_not(tf.reduce_any(tf.math.is_inf(tf.cast(values, tf.float32))))
-    return [tf.debugging.Assert(right_shape, [shape_message]),
-            tf.debugging.Assert(finite, [f"Input {spec.name} holds an infinite value; send finite "
-                                         f"numbers, and NaN for a missing one"])]
 
 
 # Decoded RGB pixels one image may have (an 8000 x 5000 photo): a few bytes

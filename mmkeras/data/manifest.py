@@ -1,9 +1,10 @@
 """Manifests (CSV / JSONL): reading and row-by-row validation.
 
-One row per example. Image and audio columns hold file paths (relative to
-the manifest's folder, or any `tf.io.gfile` path), text columns hold text,
-sensor features are numeric columns (empty = missing), and the label column
-holds class names (`|`-separated for multi-label). An optional `split` column
+One row per example. Each input kind reads its own columns and checks its
+own cells (`Modality.parse_cells`): image, audio and time-series cells name
+files (relative to the manifest's folder, or any `tf.io.gfile` path), text
+and category cells hold values, sensor features are numeric columns (empty =
+missing). The label column holds class names (`|`-separated for multi-label). An optional `split` column
 (`train`, `val`/`validation` or `test`) puts each row in that split instead of
 the random one. Every row is checked before training, and every problem is
 reported with manifest, row, column and reason: nothing is silently dropped.
@@ -13,16 +14,12 @@ import collections
 import csv
 import dataclasses
 import json
-import math
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.data.decode import check_wav, decode_image
-
-COMPRESSED_AUDIO = (".flac", ".ogg", ".mp3")
+from mmkeras.data.cells import Cells
 
 # What csv.DictReader puts in the fields a short row lacks.
 SHORT_ROW = "\x00short row"
@@ -51,8 +48,10 @@ class ManifestError(ValueError):
 class Examples:
     """Validated examples, column by column, ready for `make_dataset`.
 
-    `columns[name]`: absolute paths for image/audio ("" = missing), strings
-    for text, float32 `[N, F]` for sensors. `labels`: int class ids `[N]`,
+    `columns[name]`: each input's column values, as its kind's
+    `parse_cells` gives them: absolute paths for image/audio/time series
+    ("" = missing), strings for text and categories, float32 `[N, F]` for
+    sensors. `labels`: int class ids `[N]`,
     or multi-hot float32 `[N, C]`. `rows`: manifest row number of each.
     `splits`: each row's `"train"`, `"validation"` or `"test"` from the
     manifest's `split` column; None for a manifest without one.
@@ -110,8 +109,9 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
 
     Args:
         path: the manifest (`.csv`, or `.jsonl`).
-        specs: modality specs; image/audio/text specs read the column named
-            like the spec, sensor specs read one column per feature.
+        specs: modality specs; each reads the columns its kind names
+            (`manifest_columns`): the column named like the spec, or one
+            column per feature for sensors.
         label_column: the column holding class names.
         labels: known class names.
         multi_label: labels are `|`-separated sets (may be empty).
@@ -119,8 +119,8 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
             drops bad rows and writes them to `report_path`.
         report_path: CSV of skipped rows (default: beside the manifest,
             `<manifest>.skipped.csv`).
-        columns: `{input name: manifest column}` for image/audio/text inputs
-            whose column is named otherwise (an app's `column:` key).
+        columns: `{input name: manifest column}` for inputs whose column is
+            named otherwise (an app's `column:` key).
         allow_outside_paths: accept file paths that leave the manifest's
             folder (absolute paths elsewhere, `..`, symlinks out, URLs). Off
             by default: a manifest from elsewhere cannot make training or
@@ -135,12 +135,6 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip'. Received: {on_error!r}")
     path = os.fspath(path)
-    windowed = [spec.name for spec in specs if spec.kind == "sensor" and spec.window]
-    if windowed:
-        raise ValueError(
-            f"Sensor input(s) {windowed} take windows of readings [window, features]; a manifest row "
-            f"holds one value per feature column. Feed such inputs from a tf.data pipeline of your "
-            f"own (a [window, features] tensor per example), or drop `window`.")
     rows = read_manifest(path)
     column_of = _column_lookup(specs, columns)
     _check_columns(path, rows, specs, label_column, column_of)
@@ -168,17 +162,15 @@ def load_examples(path, specs, label_column, labels, multi_label=False, on_error
 
 
 def _column_lookup(specs, columns):
-    """`spec -> manifest column` for image/audio/text specs, checking `columns`."""
+    """`spec -> its app.yaml column mapping (or None)`, checking `columns`."""
     columns = dict(columns or {})
     by_name = {spec.name: spec for spec in specs}
-    for name in columns:
+    for name, column in columns.items():
         if name not in by_name:
             raise ValueError(f"A column is mapped for input {name!r}, which is not one of the "
                              f"inputs {sorted(by_name)}.")
-        if by_name[name].kind == "sensor":
-            raise ValueError(f"Input {name!r} is a sensor input: its `features` name its columns; "
-                             f"`column` is for image, audio and text inputs.")
-    return lambda spec: columns.get(spec.name, spec.name)
+        by_name[name].manifest_columns(column)  # a kind that reads no single column refuses it
+    return lambda spec: columns.get(spec.name)
 
 
 def _check_columns(path, rows, specs, label_column, column_of):
@@ -199,7 +191,7 @@ def _columns_of(rows):
 def _needed_columns(specs, label_column, column_of):
     needed = [label_column]
     for spec in specs:
-        needed += spec.features if spec.kind == "sensor" else [column_of(spec)]
+        needed += spec.manifest_columns(column_of(spec))
     return needed
 
 
@@ -224,21 +216,9 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
         return {}, errors
 
     for spec in specs:
-        if spec.kind == "sensor":
-            parsed[spec.name] = [_parse_number(row.get(f), lambda r, f=f: fail(f, r)) for f in spec.features]
-        elif spec.kind == "text":
-            value = row.get(column_of(spec))
-            if value is not None and not isinstance(value, str):
-                fail(column_of(spec), f"expected text, got {type(value).__name__} {value!r}")
-                value = None
-            # Blank text is missing text, as the model's TextPresence sees it.
-            parsed[spec.name] = value if value and value.strip() else ""
-        else:
-            parsed[spec.name] = _check_file(base, row.get(column_of(spec)), spec,
-                                            lambda r, c=column_of(spec): fail(c, r), allow_outside_paths)
-    present = [v for spec in specs for v in [parsed.get(spec.name)]
-               if v not in ("", None) and not (isinstance(v, list) and all(math.isnan(x) for x in v))]
-    if not present and not errors:
+        cells = Cells(row, base, allow_outside_paths, fail, spec.manifest_columns(column_of(spec)))
+        parsed[spec.name] = spec.parse_cells(cells)
+    if not errors and all(spec.is_missing_value(parsed[spec.name]) for spec in specs):
         fail("*", "every modality of this example is missing")
     parsed["__label__"] = _parse_label(row.get(label_column), label_ids, multi_label,
                                        lambda r: fail(label_column, r))
@@ -247,92 +227,6 @@ def _parse_row(path, base, number, row, specs, label_column, label_ids, multi_la
         if parsed["__split__"] is None:
             fail(SPLIT_COLUMN, f"unknown split {row[SPLIT_COLUMN]!r}; expected one of {list(SPLIT_VALUES)}")
     return parsed, errors
-
-
-def _parse_number(value, fail):
-    if value is None or (isinstance(value, str) and value.strip() in ("", "nan", "NaN")):
-        return float("nan")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        fail(f"not a number: {value!r}")
-        return float("nan")
-    if math.isinf(number):
-        fail(f"infinite value: {value!r}")
-    return number
-
-
-def _check_file(base, value, spec, fail, allow_outside_paths):
-    """Resolves a path and checks that it stays in the data root (unless
-    allowed), that the file exists and that it decodes (within the image
-    spec's pixel limit)."""
-    kind = spec.kind
-    if value is None or str(value).strip() == "":
-        return ""
-    value = str(value).strip()
-    path = value if "://" in value or os.path.isabs(value) else os.path.join(base, value)
-    if not allow_outside_paths and not _inside(base, path):
-        fail(f"path {value!r} leaves the manifest's folder {os.path.abspath(base or '.')}; set "
-             f"data.allow_outside_paths: true (load_examples(allow_outside_paths=True)) to allow it")
-        return ""
-    if not tf.io.gfile.exists(path):
-        fail(f"file not found: {path}")
-        return ""
-    try:
-        content = raw_file_bytes(path, kind)
-        if not content:
-            # An empty cell is a missing input; an empty file is a failed copy.
-            fail(f"file is empty: {path} (leave the cell empty for a missing {kind})")
-            return ""
-        if kind == "image":
-            decode_image(content, (1, 1), spec.name, spec.max_pixels)
-        else:
-            check_wav(tf.constant(content), spec.name)  # the pipeline's and serving's message
-            if tf.audio.decode_wav(content).audio.shape[0] == 0:
-                fail(f"audio file {path} has no samples")
-                return ""
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-        reason = _decoder_reason(e)
-        fail(f"cannot decode {kind} file {path}: {reason}")
-        return ""
-    return path
-
-
-def _decoder_reason(error):
-    """A decoder's message without TensorFlow's wrapping: an in-graph check's own
-    words (`Input voice must be ...`), else the last line of the op's message."""
-    text = str(getattr(error, "message", None) or error).strip()
-    if not text:
-        return type(error).__name__
-    # Eager checks say "... Summarized data: b'<message>'", graph ones "assertion failed: [<message>]".
-    match = re.search(r"Summarized data: b'(.*)'|assertion failed: \[(.*?)\]", text, re.S)
-    if match:
-        return next(group for group in match.groups() if group)
-    # "{{function_node __wrapped__DecodeImage_device_...}} Invalid PNG. ... [Op:DecodeImage]"
-    return re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", text.splitlines()[-1])
-
-
-def _inside(root, path):
-    """Whether `path` (symlinks resolved) lies in the folder `root`."""
-    if "://" in path:
-        return False
-    root = os.path.realpath(root or ".")
-    return os.path.commonpath([root, os.path.realpath(path)]) == root
-
-
-def raw_file_bytes(path, kind):
-    """A file's bytes as a client would send them: FLAC/OGG/MP3 become WAV.
-
-    The serving signature takes WAV; compressed audio is decoded with
-    soundfile here (`mmkeras.log_mel`), in the data pipeline only.
-    """
-    if kind == "audio" and path.lower().endswith(COMPRESSED_AUDIO):
-        from mmkeras.log_mel import decode_compressed_audio
-
-        samples, rate = decode_compressed_audio(path)
-        return tf.audio.encode_wav(samples[:, None], rate).numpy()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
 
 
 def _parse_label(value, label_ids, multi_label, fail):
@@ -353,7 +247,7 @@ def _to_examples(good, specs, num_classes, multi_label, has_split):
     columns = {}
     for spec in specs:
         values = [parsed[spec.name] for _, parsed in good]
-        columns[spec.name] = np.asarray(values, dtype="float32" if spec.kind == "sensor" else object)
+        columns[spec.name] = spec.column_array(values)
     if multi_label:
         labels = np.zeros((len(good), num_classes), "float32")
         for i, (_, parsed) in enumerate(good):

@@ -4,13 +4,8 @@
 can be checked without training.
 """
 
-import io
-
 import numpy as np
-import tensorflow as tf
-from PIL import Image
 
-from mmkeras.data.manifest import raw_file_bytes
 from mmkeras.data.splits import SPLIT_NAMES
 
 
@@ -26,10 +21,11 @@ def summarize(examples, specs, labels, multi_label=False, split=None):
 
     Returns:
         `{"rows": N, "classes": {label: count}, "inputs": {name: {...}}}`;
-        each input has `kind` and `missing` (examples without it), plus
-        `width` / `height` (images), `seconds` and `sample_rates` (audio),
-        `words` (text) or `missing_values` per feature (sensors), ranges as
-        `[min, median, max]` over the examples that have the input. With
+        each input has `kind` and `missing` (examples without it), plus what
+        its kind reports (`Modality.summarize`): `width` / `height` (images),
+        `seconds` and `sample_rates` (audio), `words` (text), `values`
+        (categories), `steps` (time series) or `missing_values` per feature,
+        ranges as `[min, median, max]` over the examples that have the input. With
         `split`, also `"split": {"rows": {split name: N}, "method", "note"}`.
 
     Example:
@@ -44,7 +40,8 @@ def summarize(examples, specs, labels, multi_label=False, split=None):
     counts = targets.sum(axis=0) if multi_label else np.bincount(targets, minlength=len(labels))
     summary = {"rows": len(examples),
                "classes": {label: int(count) for label, count in zip(labels, counts)},
-               "inputs": {spec.name: _summarize_input(spec, examples.columns[spec.name]) for spec in specs}}
+               "inputs": {spec.name: {"kind": spec.kind, **spec.summarize(examples.columns[spec.name])}
+                          for spec in specs}}
     if split is not None:
         summary["split"] = {"rows": {name: len(part) for name, part in zip(SPLIT_NAMES, split)}, **split.how}
     return summary
@@ -63,34 +60,3 @@ def format_summary(summary):
         counts = ", ".join(f"{name} {count}" for name, count in split["rows"].items())
         lines.append(f"split: {counts} ({method})" + (f"; {split['note']}" if split["note"] else ""))
     return lines
-
-
-def _summarize_input(spec, values):
-    if spec.kind == "sensor":
-        nan = np.isnan(np.asarray(values, "float32"))
-        return {"kind": "sensor", "missing": int(nan.all(axis=1).sum()),
-                "missing_values": {f: int(n) for f, n in zip(spec.features, nan.sum(axis=0))}}
-    present = [v for v in values if v]
-    entry = {"kind": spec.kind, "missing": len(values) - len(present)}
-    if not present:
-        return entry
-    if spec.kind == "text":
-        entry["words"] = _range([len(v.split()) for v in present])
-    elif spec.kind == "image":
-        sizes = [_image_size(path) for path in present]
-        entry["width"], entry["height"] = _range([w for w, _ in sizes]), _range([h for _, h in sizes])
-    else:
-        clips = [tf.audio.decode_wav(raw_file_bytes(path, "audio")) for path in present]
-        entry["seconds"] = _range([c.audio.shape[0] / int(c.sample_rate) for c in clips])
-        entry["sample_rates"] = sorted({int(c.sample_rate) for c in clips})
-    return entry
-
-
-def _image_size(path):
-    """(width, height) from the image header: the pixels are not decoded."""
-    with Image.open(io.BytesIO(raw_file_bytes(path, "image"))) as image:
-        return image.size
-
-
-def _range(values):
-    return [round(float(f(values)), 3) for f in (np.min, np.median, np.max)]

@@ -1,7 +1,7 @@
 """Sharded TFRecords of `tf.train.Example`s: the scale-out data format.
 
-Each record holds what a client would send: encoded image bytes, WAV bytes,
-UTF-8 text, sensor floats, and the label. Reading decodes with the same
+Each record holds what a client would send (each kind's `client_raw`:
+encoded image bytes, WAV bytes, UTF-8 text, floats) and the label. Reading decodes with the same
 functions as the manifest pipeline and the serving signature, so datasets
 can stream from local disk or any `tf.io.gfile` file system.
 """
@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.data.pipeline import AUTOTUNE, finish
-from mmkeras.data.manifest import raw_file_bytes
+from mmkeras.modalities.raw_formats import floats_feature
 
 LABEL_KEY = "__label__"
 
@@ -65,36 +65,15 @@ def tfrecord_dataset(pattern, specs, *, num_classes, multi_label=False, batch_si
 
 
 def _feature_description(specs, num_classes, multi_label):
-    description = {}
-    for spec in specs:
-        if spec.kind == "sensor":
-            description[spec.name] = tf.io.FixedLenFeature(spec.shape, tf.float32)
-        else:
-            description[spec.name] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    description = {spec.name: spec.tfrecord_feature() for spec in specs}
     description[LABEL_KEY] = (tf.io.FixedLenFeature([num_classes], tf.float32) if multi_label
                               else tf.io.FixedLenFeature([], tf.int64))
     return description
 
 
 def _example(examples, specs, i):
-    feature = {}
-    for spec in specs:
-        value = examples.columns[spec.name][i]
-        if spec.kind == "sensor":
-            feature[spec.name] = _floats(np.asarray(value, "float32").ravel())
-        elif spec.kind in ("image", "audio"):
-            feature[spec.name] = _bytes(raw_file_bytes(value, spec.kind) if value else b"")
-        else:
-            feature[spec.name] = _bytes(str(value).encode("utf-8"))
+    feature = {spec.name: spec.tfrecord_value(spec.client_raw(examples.columns[spec.name][i])) for spec in specs}
     label = examples.labels[i]
-    feature[LABEL_KEY] = _floats(label) if np.ndim(label) else tf.train.Feature(
+    feature[LABEL_KEY] = floats_feature(label) if np.ndim(label) else tf.train.Feature(
         int64_list=tf.train.Int64List(value=[int(label)]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def _bytes(value):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _floats(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=list(map(float, values))))

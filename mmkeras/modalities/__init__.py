@@ -1,13 +1,29 @@
-"""Modality specs: what each input is and how the model encodes it."""
+"""Input kinds: what each input is, and its whole path (`Modality`).
+
+`MODALITIES` is the registry of kinds (`kind: image` in app.yaml ->
+`ImageInput`). It is read whenever a kind is asked for (an app's inputs, a
+saved model's config), so a kind defined in user code is one entry:
+`mmkeras.modalities.MODALITIES["mine"] = MyInput`.
+"""
 
 from mmkeras.modalities.audio import AudioInput
-from mmkeras.modalities.modality import Encoded, Modality
+from mmkeras.modalities.category import CategoryInput
 from mmkeras.modalities.image import ImageInput
+from mmkeras.modalities.modality import Encoded, Modality
+from mmkeras.modalities.raw_formats import FileBytesRaw, StringRaw
 from mmkeras.modalities.sensor import SensorInput
 from mmkeras.modalities.text import TextInput
+from mmkeras.modalities.timeseries import TimeSeriesInput
 from mmkeras.registry import lookup
 
-MODALITIES = {cls.kind: cls for cls in (ImageInput, TextInput, AudioInput, SensorInput)}
+MODALITIES = {
+    "image": ImageInput,
+    "text": TextInput,
+    "audio": AudioInput,
+    "sensor": SensorInput,
+    "category": CategoryInput,
+    "timeseries": TimeSeriesInput,
+}
 
 
 def from_config(config):

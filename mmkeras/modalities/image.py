@@ -1,10 +1,16 @@
-"""Image modality: any-size RGB pixels -> resize, normalise -> backbone."""
+"""Image modality: encoded image bytes -> any-size RGB pixels -> resize, normalise -> backbone."""
+
+import io
 
 import keras
+import numpy as np
+import tensorflow as tf
 
-from mmkeras.data.decode import DEFAULT_MAX_PIXELS
+from mmkeras.data.decode import DEFAULT_MAX_PIXELS, decode_image
+from mmkeras.modalities import image_augment
 from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.missing import SplitMissing, TokenMask
+from mmkeras.modalities.raw_formats import FileBytesRaw, value_range
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
@@ -14,7 +20,7 @@ CLIP_STD = [255.0 * s for s in (0.26862954, 0.26130258, 0.27577711)]
 POOLINGS = ("avg", "max", "avg_max")
 
 
-class ImageInput(Modality):
+class ImageInput(FileBytesRaw, Modality):
     """An image input: decoded RGB pixels in 0..255, any height and width.
 
     Resizing and the backbone's own normalisation are layers inside the model,
@@ -122,6 +128,43 @@ class ImageInput(Modality):
             tokens = keras.layers.Reshape((-1, features.shape[-1]), name=f"{self.name}_tokens")(features)
         token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
         return Encoded(pooled, tokens, token_mask, presence)
+
+    # --- Its path: a manifest cell names a JPEG/PNG/GIF/BMP/WebP file; a client
+    # sends the file's bytes; the graph decodes them to `size` pixels.
+
+    def parse_cells(self, cells):
+        return cells.checked_file(cells.column, "image", lambda path: decode_image(
+            self.client_raw(path), (1, 1), self.name, self.max_pixels))
+
+    def summarize(self, values):
+        present = [v for v in values if v]
+        entry = {"missing": len(values) - len(present)}
+        if present:
+            sizes = [self._header_size(path) for path in present]
+            entry["width"], entry["height"] = value_range([w for w, _ in sizes]), value_range([h for _, h in sizes])
+        return entry
+
+    def _header_size(self, path):
+        """(width, height) from the image header: the pixels are not decoded."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.client_raw(path))) as image:
+            return image.size
+
+    def synthetic_raw(self, rng):
+        return tf.io.encode_png(rng.integers(0, 256, (*self.size, 3), dtype=np.uint8)).numpy()
+
+    def decode(self, raw):
+        return decode_image(raw, self.size, self.name, self.max_pixels)
+
+    def decoded_spec(self):
+        return tf.TensorSpec((*self.size, 3), tf.float32)
+
+    def decoded_bytes(self):
+        return 4 * self.size[0] * self.size[1] * 3
+
+    def batch_augmenter(self, seed):
+        return image_augment.batch_augmenter(self.name, self.augment, seed) if self.augment else None
 
     def get_config(self):
         return {"name": self.name, "size": list(self.size), "backbone": self.backbone,

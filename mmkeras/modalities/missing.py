@@ -169,3 +169,28 @@ class PresentBatchNormalization(keras.layers.BatchNormalization):
 
     def compute_output_spec(self, inputs, presence, training=None):
         return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class StepMask(keras.layers.Layer):
+    """Bool `[B, T]`: the steps of a series `[B, T, F]` that hold any value.
+
+    A step whose every feature is NaN is missing (padding, a gap). A series
+    with no step at all is a missing input, which its presence flag says:
+    its mask is all True, so a masked mean over its (filled-in) steps is
+    defined instead of 0 / 0.
+
+    Example:
+    >>> import numpy as np
+    >>> nan = np.nan
+    >>> StepMask()(np.array([[[1.0], [nan]], [[nan], [nan]]])).numpy().tolist()
+    [[True, False], [True, True]]
+    """
+
+    def call(self, inputs):
+        present = ops.any(ops.logical_not(ops.isnan(inputs)), axis=-1)
+        empty = ops.logical_not(ops.any(present, axis=-1, keepdims=True))
+        return ops.logical_or(present, empty)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape[:2], dtype="bool")

@@ -1,6 +1,17 @@
-"""What every modality spec shares: a name, a config, and what encoding returns."""
+"""What every input kind defines: the whole path of one input, from a manifest
+cell or a client's raw value to the encoding the fusion reads.
+
+A kind is one class in one file (`ImageInput` in `image.py`, ...) registered
+once in `mmkeras.modalities.MODALITIES`. The manifest reader, the tf.data
+pipeline, TFRecords, the serving signature, `data validate` and the export
+checks loop over specs and call the methods below; none of them knows the
+kinds. `raw_formats.py` holds the shared halves of kinds whose raw value is a
+string (`StringRaw`) or a file's bytes (`FileBytesRaw`).
+"""
 
 import collections
+
+import numpy as np
 
 # What an encoder hands to fusion. `pooled` is [B, D], `tokens` [B, N, D],
 # `token_mask` bool [B, N] (False on padding), `presence` float [B, 1].
@@ -8,11 +19,24 @@ Encoded = collections.namedtuple("Encoded", ["pooled", "tokens", "token_mask", "
 
 
 class Modality:
-    """Base class of the input specs (`ImageInput`, `TextInput`, ...).
+    """Base class of the input kinds (`ImageInput`, `TextInput`, ...).
 
-    A spec is plain data (its constructor arguments) plus the code that turns
-    the decoded raw input into features inside the model. Subclasses set
-    `kind` and implement `keras_input()` and `encode(x)`.
+    A spec is plain data (its constructor arguments, `get_config`) plus the
+    code of its path. Values pass through three forms:
+
+    - a **cell**: what one manifest row holds for the input (a path, a text,
+      numbers); `parse_cells` checks it and gives the **column value** kept in
+      `Examples.columns` (what `adapt` reads);
+    - a **raw** value: what a client sends for one example (file bytes, a
+      string, floats); `client_raw` makes it from a column value in Python,
+      `read_raw` in the tf.data graph;
+    - a **decoded** value: what the Keras model takes (`keras_input`),
+      made by `decode` in the graph that both training and serving run.
+
+    A missing input is a raw value (`missing_raw`) that decodes to NaN
+    everywhere, or to the empty string for string inputs; the encoder turns
+    it into a presence flag. Subclasses set `kind` and define every method
+    that raises `NotImplementedError` here.
     """
 
     kind = None
@@ -25,30 +49,121 @@ class Modality:
             )
         self.name = name
 
+    def _undefined(self, method):
+        return NotImplementedError(f"{type(self).__name__} (kind {self.kind!r}) does not define "
+                                   f"`{method}`, which every input kind must (mmkeras.modalities.Modality)")
+
+    # --- The model --------------------------------------------------------
+
     def keras_input(self):
-        raise NotImplementedError
+        """The model's `keras.Input` for the decoded value, named `self.name`."""
+        raise self._undefined("keras_input")
 
     def encode(self, x):
-        raise NotImplementedError
+        """Decoded input -> `Encoded(pooled, tokens, token_mask, presence)`."""
+        raise self._undefined("encode")
 
     def needs_adapt(self):
         """True when the spec must see training data before it can build."""
         return False
 
     def adapt(self, values):
-        """Learns state (vocabulary, feature statistics) from training values."""
+        """Learns state (vocabulary, statistics) from a training column, which
+        is column values (`Examples.columns`) or decoded values."""
 
-    def missing_value(self):
-        """The value one example holds when this modality is missing."""
-        return float("nan")
+    # --- The manifest -------------------------------------------------------
+
+    def manifest_columns(self, column=None):
+        """The manifest columns this input reads; `column` is an app's
+        `column:` key (None: the input's name)."""
+        return [column or self.name]
+
+    def parse_cells(self, cells):
+        """One row's cells (`mmkeras.data.cells.Cells`) -> the column value,
+        reporting each problem with `cells.fail(column, reason)`."""
+        raise self._undefined("parse_cells")
+
+    def column_array(self, values):
+        """A list of column values -> the numpy column of `Examples`."""
+        return np.asarray(values, object)
+
+    def is_missing_value(self, value):
+        """Whether a column value is a missing input."""
+        return value == ""
+
+    def summarize(self, values):
+        """`data validate`'s entry for a column: `{"missing": N, ...}` plus what
+        describes the values that are there (ranges as `[min, median, max]`)."""
+        raise self._undefined("summarize")
+
+    # --- Raw values and the graph -----------------------------------------
+
+    def raw_spec(self):
+        """`tf.TensorSpec` of one example's raw value (the serving signature
+        adds the batch axis)."""
+        raise self._undefined("raw_spec")
+
+    def client_raw(self, value):
+        """A column value -> the raw value a client sends for it (Python)."""
+        return value
+
+    def read_raw(self, value):
+        """A column value -> its raw value, in the tf.data graph."""
+        return value
+
+    def raw_batch(self, values):
+        """Raw values of several examples -> one request's numpy array."""
+        return np.asarray(values, object)
+
+    def missing_raw(self):
+        """How a client leaves this input out of one example."""
+        raise self._undefined("missing_raw")
+
+    def synthetic_raw(self, rng):
+        """A random valid raw value (export warm-up and parity checks)."""
+        raise self._undefined("synthetic_raw")
+
+    def raw_checks(self, values):
+        """In-graph checks of a batch of raw values, each failing with a
+        message naming the input; run before decoding."""
+        return []
+
+    def decode(self, raw):
+        """One example's raw value -> the decoded value, in the graph."""
+        raise self._undefined("decode")
+
+    def decoded_spec(self):
+        """`tf.TensorSpec` of one decoded example (fixed shape: it batches)."""
+        raise self._undefined("decoded_spec")
+
+    def decoded_bytes(self):
+        """Bytes one decoded example holds (whether a dataset is cached in memory)."""
+        raise self._undefined("decoded_bytes")
+
+    def batch_augmenter(self, seed):
+        """None, or `inputs -> inputs` applied to training batches in the pipeline."""
+        return None
+
+    # --- TFRecords ---------------------------------------------------------
+
+    def tfrecord_feature(self):
+        """How `tf.io.parse_single_example` reads this input's raw value."""
+        raise self._undefined("tfrecord_feature")
+
+    def tfrecord_value(self, raw):
+        """A raw value -> its `tf.train.Feature`."""
+        raise self._undefined("tfrecord_value")
+
+    # --- Configuration ------------------------------------------------------
 
     def get_config(self):
-        raise NotImplementedError
+        raise self._undefined("get_config")
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "vocabulary")
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k not in ("vocabulary", "mean",
+                                                                                           "variance"))
         return f"{type(self).__name__}({args})"

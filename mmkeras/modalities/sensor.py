@@ -4,23 +4,25 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.missing import SplitMissingFeatures, TokenMask
+from mmkeras.modalities.modality import Encoded, Modality
+from mmkeras.modalities.raw_formats import finite_check, floats_feature
 
 
 class SensorInput(Modality):
-    """Named float features `[F]`, or fixed-length windows `[T, F]`.
+    """Named float features `[F]`: one reading per example.
 
     Normalisation statistics are learned from training data (`adapt`) and
     live in the model. A NaN feature is missing: it becomes 0 after
     normalisation (the training mean) and a presence flag tells the encoder.
+    A series of readings per example is a `TimeSeriesInput`.
 
     Args:
         name: input name (model input and serving field).
-        features: feature names, in the order of the input's last axis.
-        window: `None` for one reading per example, or `T` for windows
-            `[T, F]` encoded with a 1D CNN.
+        features: feature names: the manifest columns, in the order of the
+            input's last axis.
         mean, variance: per-feature statistics; learned by `adapt()` if None.
         hidden_dim: width of the encoder.
 
@@ -34,20 +36,19 @@ class SensorInput(Modality):
 
     kind = "sensor"
 
-    def __init__(self, name, features, window=None, mean=None, variance=None, hidden_dim=64):
+    def __init__(self, name, features, mean=None, variance=None, hidden_dim=64):
         super().__init__(name)
         self.features = [str(f) for f in features]
         if not self.features:
             raise ValueError(f"SensorInput({name!r}) needs at least one feature name.")
-        self.window = int(window) if window else None
         self.mean = None if mean is None else [float(v) for v in mean]
         self.variance = None if variance is None else [float(v) for v in variance]
         self.hidden_dim = int(hidden_dim)
 
     @property
     def shape(self):
-        """One example's shape: `(F,)`, or `(T, F)` for windows."""
-        return (len(self.features),) if self.window is None else (self.window, len(self.features))
+        """One example's shape: `(F,)`."""
+        return (len(self.features),)
 
     def keras_input(self):
         return keras.Input(shape=self.shape, dtype="float32", name=self.name)
@@ -58,22 +59,12 @@ class SensorInput(Modality):
     def adapt(self, values):
         """Learns per-feature mean and variance, ignoring NaN."""
         values = np.asarray(values, dtype="float64")
-        expected = self.keras_input().shape[1:]
-        if values.shape[1:] != expected:
+        if values.shape[1:] != self.shape:
             raise ValueError(
-                f"SensorInput({self.name!r}) expects training values of shape [N, "
-                f"{', '.join(map(str, expected))}] (features {self.features}). "
-                f"Received shape {list(values.shape)}."
+                f"SensorInput({self.name!r}) expects training values of shape [N, {len(self.features)}] "
+                f"(features {self.features}). Received shape {list(values.shape)}."
             )
-        values = values.reshape(-1, len(self.features))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            mean = np.nanmean(values, axis=0)
-            variance = np.nanvar(values, axis=0)
-        # A feature never observed keeps the identity transform.
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        variance = np.where(np.isfinite(variance) & (variance > 0), variance, 1.0)
-        self.mean, self.variance = mean.tolist(), variance.tolist()
+        self.mean, self.variance = nan_statistics(values)
 
     def encode(self, x):
         if self.needs_adapt():
@@ -86,20 +77,104 @@ class SensorInput(Modality):
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, dtype="float32",
                                        name=f"{self.name}_normalize")(x)
         features, presence = SplitMissingFeatures(dtype="float32", name=f"{self.name}_missing")(x)
-        if self.window is None:
-            hidden = keras.layers.Dense(self.hidden_dim, activation="gelu", name=f"{self.name}_dense0")(features)
-            pooled = keras.layers.Dense(self.hidden_dim, activation="gelu", name=f"{self.name}_dense1")(hidden)
-            tokens = keras.layers.Reshape((1, self.hidden_dim), name=f"{self.name}_tokens")(pooled)
-        else:
-            tokens = features
-            for i in range(2):
-                tokens = keras.layers.Conv1D(self.hidden_dim, 5, padding="same", activation="gelu",
-                                             name=f"{self.name}_conv{i}")(tokens)
-            pooled = keras.layers.GlobalAveragePooling1D(name=f"{self.name}_pool")(tokens)
+        hidden = keras.layers.Dense(self.hidden_dim, activation="gelu", name=f"{self.name}_dense0")(features)
+        pooled = keras.layers.Dense(self.hidden_dim, activation="gelu", name=f"{self.name}_dense1")(hidden)
+        tokens = keras.layers.Reshape((1, self.hidden_dim), name=f"{self.name}_tokens")(pooled)
         token_mask = TokenMask(name=f"{self.name}_token_mask")(tokens)
         return Encoded(pooled, tokens, token_mask, presence)
 
-    def get_config(self):
-        return {"name": self.name, "features": self.features, "window": self.window,
-                "mean": self.mean, "variance": self.variance, "hidden_dim": self.hidden_dim}
+    # --- Its path: one manifest column per feature (empty = missing); a client
+    # sends the floats, NaN for a missing one.
 
+    def manifest_columns(self, column=None):
+        if column is not None:
+            raise ValueError(f"Input {self.name!r} is a sensor input: its `features` name its columns; "
+                             f"`column` is for inputs read from one column.")
+        return list(self.features)
+
+    def parse_cells(self, cells):
+        return [cells.number(feature) for feature in self.features]
+
+    def column_array(self, values):
+        return np.asarray(values, "float32").reshape(-1, len(self.features))
+
+    def is_missing_value(self, value):
+        return bool(np.all(np.isnan(value)))
+
+    def summarize(self, values):
+        nan = np.isnan(np.asarray(values, "float32"))
+        return {"missing": int(nan.all(axis=1).sum()),
+                "missing_values": {f: int(n) for f, n in zip(self.features, nan.sum(axis=0))}}
+
+    def raw_spec(self):
+        return tf.TensorSpec(self.shape, tf.float32)
+
+    def client_raw(self, value):
+        return np.asarray(value, "float32").tolist()
+
+    def raw_batch(self, values):
+        return np.asarray(values, "float32")
+
+    def missing_raw(self):
+        return [float("nan")] * len(self.features)
+
+    def synthetic_raw(self, rng):
+        return rng.normal(size=self.shape).astype("float32").tolist()
+
+    def raw_checks(self, values):
+        """Each example holds its features, and no infinity (NaN is a missing
+        value; infinity would make every probability NaN)."""
+        shape = tf.shape(values)
+        right_shape = tf.cond(tf.equal(tf.size(shape), 2), lambda: tf.equal(shape[1], len(self.features)),
+                              lambda: tf.constant(False))
+        message = tf.strings.format(f"Input {self.name} takes {len(self.features)} values per example "
+                                    f"({', '.join(self.features)}); received a tensor of shape {{}}", [shape])
+        return [tf.debugging.Assert(right_shape, [message]), finite_check(self.name, values)]
+
+    def decode(self, raw):
+        return tf.cast(raw, tf.float32)
+
+    def decoded_spec(self):
+        return tf.TensorSpec(self.shape, tf.float32)
+
+    def decoded_bytes(self):
+        return 4 * len(self.features)
+
+    def tfrecord_feature(self):
+        return tf.io.FixedLenFeature(self.shape, tf.float32)
+
+    def tfrecord_value(self, raw):
+        return floats_feature(raw)
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs saved before TimeSeriesInput replaced windows hold `window: null`.
+        config = dict(config)
+        if config.pop("window", None) is not None:
+            raise ValueError(f"SensorInput({config['name']!r}) was saved with a window of readings; "
+                             f"windows are TimeSeriesInput now (steps=<window>): rebuild the model with it.")
+        return cls(**config)
+
+    def get_config(self):
+        return {"name": self.name, "features": self.features, "mean": self.mean,
+                "variance": self.variance, "hidden_dim": self.hidden_dim}
+
+
+def nan_statistics(values):
+    """Per-feature `(mean, variance)` lists of `values [..., F]`, ignoring NaN.
+
+    A feature never observed keeps the identity transform (mean 0, variance 1),
+    as does one that never varies (variance 1).
+
+    Example:
+    >>> nan_statistics(np.array([[1.0, np.nan], [3.0, np.nan]]))
+    ([2.0, 0.0], [1.0, 1.0])
+    """
+    values = np.asarray(values, "float64").reshape(-1, np.shape(values)[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        mean = np.nanmean(values, axis=0)
+        variance = np.nanvar(values, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    variance = np.where(np.isfinite(variance) & (variance > 0), variance, 1.0)
+    return mean.tolist(), variance.tolist()

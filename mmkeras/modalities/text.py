@@ -13,6 +13,7 @@ from keras import ops
 
 from mmkeras.modalities.modality import Encoded, Modality
 from mmkeras.modalities.missing import TextPresence
+from mmkeras.modalities.raw_formats import StringRaw, value_range
 from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: F401  (the registry, read from here too)
 from mmkeras.modalities.text_encoders import (TextFamily, build_from_scratch, check_encoder, family_of,
                                               load_pretrained, reset_word_cache, share_sentencepiece_model,
@@ -21,7 +22,7 @@ from mmkeras.modalities.text_encoders import (TextFamily, build_from_scratch, ch
 RESERVED_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
 
 
-class TextInput(Modality):
+class TextInput(StringRaw, Modality):
     """A text input: raw UTF-8 strings, tokenised and encoded inside the model.
 
     Args:
@@ -76,9 +77,6 @@ class TextInput(Modality):
 
     def keras_input(self):
         return keras.Input(shape=(), dtype="string", name=self.name)
-
-    def missing_value(self):
-        return ""
 
     def needs_adapt(self):
         return self.weights is None and self.vocabulary is None
@@ -144,6 +142,27 @@ class TextInput(Modality):
             family = TextFamily(pooling="max" if self.encoder == "cnn" else "mean")
         backbone = used_outputs(backbone, family, name=f"{self.name}_encoder")
         return tokenizer, backbone, family
+
+    # --- Its path: a manifest cell holds the text; a client sends the string.
+
+    def parse_cells(self, cells):
+        column = cells.column
+        value = cells[column]
+        if value is not None and not isinstance(value, str):
+            cells.fail(column, f"expected text, got {type(value).__name__} {value!r}")
+            return ""
+        # Blank text is missing text, as the model's TextPresence sees it.
+        return value if value and value.strip() else ""
+
+    def summarize(self, values):
+        present = [v for v in values if v]
+        entry = {"missing": len(values) - len(present)}
+        if present:
+            entry["words"] = value_range([len(v.split()) for v in present])
+        return entry
+
+    def synthetic_raw(self, rng):
+        return "a sample sentence for the export check"
 
     def get_config(self):
         return {"name": self.name, "encoder": self.encoder, "sequence_length": self.sequence_length,

@@ -7,7 +7,9 @@ Inputs are given per example as a dict:
   numpy string scalars (`np.str_`, `np.bytes_`, a 0-d string array, an
   element of a string array) count as `str` and `bytes`;
 - a number or a (nested) list of numbers: floats (`float("nan")` means
-  missing).
+  missing). Series (`[steps, features]`) of different lengths in one
+  request are padded at the end with NaN steps, which a time-series input
+  drops (`TimeSeriesInput`); a shorter list of single values is an error.
 
 Outputs come back as a list of per-example dicts of Python values, the same
 over REST and gRPC. The client, warmup records and example requests all
@@ -99,7 +101,7 @@ def encode_examples(inputs):
                 for name, value in example.items()
             }
         )
-    return encoded
+    return _padded_series(encoded)
 
 
 def _json_input(value):
@@ -108,6 +110,21 @@ def _json_input(value):
     if isinstance(value, str):
         return value
     return value.tolist()
+
+
+def _padded_series(examples):
+    """Examples whose series of one input differ in length only, padded at the
+    end with NaN steps to the longest (a tensor must be rectangular)."""
+    for name, value in examples[0].items():
+        arrays = [example[name] for example in examples]
+        if not all(isinstance(a, np.ndarray) and a.ndim >= 2 for a in arrays):
+            continue
+        if len({a.shape[1:] for a in arrays}) == 1 and len({len(a) for a in arrays}) > 1:
+            longest = max(len(a) for a in arrays)
+            for example, array in zip(examples, arrays):
+                padding = [(0, longest - len(array))] + [(0, 0)] * (array.ndim - 1)
+                example[name] = np.pad(array, padding, constant_values=np.nan)
+    return examples
 
 
 def rest_instances(inputs):
