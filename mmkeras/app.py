@@ -109,6 +109,23 @@ def load_app(path):
         return App.from_config(yaml.safe_load(f) or {}, file)
 
 
+def from_manifest(manifest, label, name=None, out_dir=None):
+    """Writes an app for a manifest of your own and loads it (`mmkeras init`).
+
+    Each column's kind is decided from what it holds
+    (`mmkeras.app_from_manifest`); the app.yaml goes to `out_dir` (default
+    `apps/<name>`), with a comment on each input saying why.
+
+    Example:
+    >>> app = from_manifest("data/table.csv", label="label")  # doctest: +SKIP
+    >>> run_app(app)  # doctest: +SKIP
+    """
+    from mmkeras import app_from_manifest
+
+    plan = app_from_manifest.plan_app(manifest, label, name=name)
+    return load_app(app_from_manifest.write_app(plan, out_dir or os.path.join("apps", plan.name)))
+
+
 def with_overrides(app, settings):
     """A copy of `app` with `section.key=value` settings applied.
 
@@ -174,7 +191,7 @@ def demo_ceilings(app, manifest, rows, specs, baselines):
 
 
 def _demo_image_size(app):
-    """The demo generator draws images at the app's image size (64 by default)."""
+    """The size the demo generator draws images at: the app's first image input's (64 without one)."""
     sizes = [spec.size[0] for spec in app.specs() if isinstance(spec, modalities.ImageInput)]
     return sizes[0] if sizes else 64
 

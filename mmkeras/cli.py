@@ -1,5 +1,6 @@
 """The `mmkeras` command.
 
+    mmkeras init table.csv --label label   # your own table -> apps/table/app.yaml
     mmkeras run apps/sentiment             # demo data -> train -> report -> export
     mmkeras run apps/sentiment --fusion concat --epochs 30 --set training.patience=20
     mmkeras train apps/sentiment --data manifest.csv
@@ -57,6 +58,15 @@ def _parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    init = commands.add_parser("init", help="write an app.yaml for your own manifest",
+                               description="Decide each column's input kind from what it holds and write "
+                                           "an app.yaml that `mmkeras run` trains with no edit.")
+    init.add_argument("data", help="a manifest (CSV/JSONL) of your data")
+    init.add_argument("--label", required=True, help="the column holding the class names")
+    init.add_argument("--name", help="the app's name (default: the manifest's file name)")
+    init.add_argument("--out", help="the app's folder (default: apps/<name>)")
+    init.set_defaults(handler=_init)
+
     run = _app_command(commands, "run", "demo data (or --data) -> validate -> train -> evaluate -> export",
                        training=True)
     run.add_argument("--no-baselines", action="store_true", help="skip the unimodal baselines")
@@ -199,6 +209,17 @@ def _new_evaluation_dir(work_dir):
     parent = os.path.join(work_dir, "evaluations")
     taken = [int(n) for n in os.listdir(parent) if n.isdigit()] if os.path.isdir(parent) else []
     return os.path.join(parent, str(max(taken, default=0) + 1))
+
+
+def _init(args):
+    from mmkeras import app_from_manifest
+
+    plan = app_from_manifest.plan_app(args.data, args.label, name=args.name)
+    path = app_from_manifest.write_app(plan, args.out or os.path.join("apps", plan.name))
+    for line in app_from_manifest.format_plan(plan):
+        print(f"  {line}")
+    print(f"Wrote {path}; next: mmkeras data validate {os.path.dirname(path)}, then mmkeras run "
+          f"{os.path.dirname(path)}")
 
 
 def _export(args):

@@ -4,9 +4,9 @@ One row per example. Each input kind reads its own columns and checks its
 own cells (`Modality.parse_cells`): image, audio and time-series cells name
 files (relative to the manifest's folder, or any `tf.io.gfile` path), text
 and category cells hold values, sensor features are numeric columns (empty =
-missing). The label column holds class names (`|`-separated for multi-label). An optional `split` column
-(`train`, `val`/`validation` or `test`) puts each row in that split instead of
-the random one. Every row is checked before training, and every problem is
+missing). The label column holds class names (`|`-separated for
+multi-label). An optional `split` column (`train`, `val`/`validation` or
+`test`) puts each row in that split instead of the random one. Every row is checked before training, and every problem is
 reported with manifest, row, column and reason: nothing is silently dropped.
 """
 
@@ -48,11 +48,10 @@ class ManifestError(ValueError):
 class Examples:
     """Validated examples, column by column, ready for `make_dataset`.
 
-    `columns[name]`: each input's column values, as its kind's
-    `parse_cells` gives them: absolute paths for image/audio/time series
-    ("" = missing), strings for text and categories, float32 `[N, F]` for
-    sensors. `labels`: int class ids `[N]`,
-    or multi-hot float32 `[N, C]`. `rows`: manifest row number of each.
+    `columns[name]`: each input's column values, as its kind's `parse_cells`
+    gives them: absolute paths for image/audio/time series ("" = missing),
+    strings for text and categories, float32 `[N, F]` for sensors.
+    `labels`: int class ids `[N]`, or multi-hot float32 `[N, C]`. `rows`: manifest row number of each.
     `splits`: each row's `"train"`, `"validation"` or `"test"` from the
     manifest's `split` column; None for a manifest without one.
     """

@@ -1,6 +1,9 @@
 """Audio modality: mono waveform -> log-mel + CNN/transformer, or a pretrained encoder."""
 
+import io
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mmkeras.data.decode import check_wav, decode_wav
@@ -10,14 +13,16 @@ from mmkeras.modalities.audio_pretrained import (
     check_pretrained_spec,
     pretrained_audio_tokens,
 )
-from mmkeras.modalities.modality import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality, Proposal
 from mmkeras.modalities.missing import PresentBatchNormalization, SplitMissing, TokenMask
-from mmkeras.modalities.raw_formats import FileBytesRaw, value_range
+from mmkeras.modalities.raw_formats import FileBytesRaw, sampled_files, starts_with, value_range
 from mmkeras.modalities.waveform_augment import WaveformAugment
 
 AUDIO_ENCODERS = ("cnn", "transformer", *PRETRAINED_AUDIO_ENCODERS)
 # Files the data pipeline decodes with soundfile to WAV, what serving takes.
 COMPRESSED_AUDIO = (".flac", ".ogg", ".mp3")
+# First bytes of WAV, FLAC, OGG and MP3 (an ID3 tag or a frame sync) files.
+AUDIO_SIGNATURES = ((8, b"WAVE"), b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3")
 # Demo-sized runs take ~30 steps an epoch: with Keras' 0.99 the moving
 # statistics lag the weights for many epochs and validation swings.
 BATCH_NORM_MOMENTUM = 0.9
@@ -174,6 +179,29 @@ class AudioInput(FileBytesRaw, Modality):
             entry["seconds"] = value_range([c.audio.shape[0] / int(c.sample_rate) for c in clips])
             entry["sample_rates"] = sorted({int(c.sample_rate) for c in clips})
         return entry
+
+    @classmethod
+    def propose(cls, column, cells, folder):
+        """Files that start like audio; the clip length covers 9 in 10 of them
+        (rounded up to half a second, at most 30 s), the rate is 16 kHz where
+        every clip has that many samples a second, else the lowest rate seen."""
+        import soundfile
+
+        files = sampled_files(cells, folder)
+        if files is None or not all(starts_with(path, AUDIO_SIGNATURES) for path in files[1]):
+            return None
+        present, paths = files
+        infos = []
+        for path in paths:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                infos.append(soundfile.info(io.BytesIO(f.read())))
+        seconds = [info.duration for info in infos]
+        rates = sorted({int(info.samplerate) for info in infos})
+        length = float(min(30.0, max(0.5, np.ceil(np.percentile(seconds, 90) * 2) / 2)))
+        rate = 16000 if rates[0] >= 16000 else rates[0]
+        seen = (f"{len(present)} audio files, {len(cells) - len(present)} empty; {min(seconds):.2f}-"
+                f"{max(seconds):.2f} s at {rates} Hz (first {len(paths)}); {length} s at {rate} Hz from them")
+        return Proposal(1.0, {"sample_rate": rate, "seconds": length}, seen)
 
     def synthetic_raw(self, rng):
         wave = rng.uniform(-0.5, 0.5, (self.num_samples, 1)).astype("float32")

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from mmkeras.modalities.missing import TextPresence, TokenMask
-from mmkeras.modalities.modality import Encoded, Modality
-from mmkeras.modalities.raw_formats import StringRaw
+from mmkeras.modalities.modality import Encoded, Modality, Proposal
+from mmkeras.modalities.raw_formats import StringRaw, numbers, present_cells
 
 # An embedding's width from the number of categories n, fast.ai's rule
 # (round(1.6 * n ** 0.56)): wide enough to separate them, narrow enough not
@@ -105,6 +105,26 @@ class CategoryInput(StringRaw, Modality):
             cells.fail(column, f"expected a category (text or an integer), got {type(value).__name__} {value!r}")
             return ""
         return _as_text(value)
+
+    @classmethod
+    def propose(cls, column, cells, folder):
+        """Short values (a few words at most) that repeat: at most a fifth as
+        many distinct values as rows (and 100), or whole numbers with 10 or
+        fewer. Short values that never repeat identify rows."""
+        present = present_cells(cells)
+        if not present or max(len(value.split()) for value in present) > 4:
+            return None
+        values = numbers(cells)
+        distinct = collections.Counter(present)
+        common = ", ".join(f"{value} ({count})" for value, count in distinct.most_common(3))
+        seen = f"{len(distinct)} distinct values, most common {common}; {len(cells) - len(present)} empty"
+        if len(distinct) == len(present) == len(cells) and values is None:
+            return Proposal(0.7, {}, f"{len(present)} values, one per row, e.g. {', '.join(present[:2])}",
+                            identifies_rows=True)
+        codes = values is not None and np.all(values == np.round(values)) and len(distinct) <= 10
+        if len(distinct) <= min(100, max(2, len(present) // 5)) or codes:
+            return Proposal(0.7, {}, seen)
+        return None
 
     def summarize(self, values):
         present = [v for v in values if v]

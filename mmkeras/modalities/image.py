@@ -8,9 +8,9 @@ import tensorflow as tf
 
 from mmkeras.data.decode import DEFAULT_MAX_PIXELS, decode_image
 from mmkeras.modalities import image_augment
-from mmkeras.modalities.modality import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality, Proposal
 from mmkeras.modalities.missing import SplitMissing, TokenMask
-from mmkeras.modalities.raw_formats import FileBytesRaw, value_range
+from mmkeras.modalities.raw_formats import FileBytesRaw, sampled_files, starts_with, value_range
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
@@ -18,6 +18,8 @@ IMAGENET_STD = [58.395, 57.12, 57.375]
 CLIP_MEAN = [255.0 * m for m in (0.48145466, 0.4578275, 0.40821073)]
 CLIP_STD = [255.0 * s for s in (0.26862954, 0.26130258, 0.27577711)]
 POOLINGS = ("avg", "max", "avg_max")
+# First bytes of the formats the decoder reads (WebP: "RIFF", size, "WEBP").
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", (8, b"WEBP"))
 
 
 class ImageInput(FileBytesRaw, Modality):
@@ -140,16 +142,24 @@ class ImageInput(FileBytesRaw, Modality):
         present = [v for v in values if v]
         entry = {"missing": len(values) - len(present)}
         if present:
-            sizes = [self._header_size(path) for path in present]
+            sizes = [_header_size(path) for path in present]
             entry["width"], entry["height"] = value_range([w for w, _ in sizes]), value_range([h for _, h in sizes])
         return entry
 
-    def _header_size(self, path):
-        """(width, height) from the image header: the pixels are not decoded."""
-        from PIL import Image
-
-        with Image.open(io.BytesIO(self.client_raw(path))) as image:
-            return image.size
+    @classmethod
+    def propose(cls, column, cells, folder):
+        """Files that start like an image; the size is their median side,
+        rounded up to a multiple of 16, 32 to 224 (the model resizes to it)."""
+        files = sampled_files(cells, folder)
+        if files is None or not all(starts_with(path, IMAGE_SIGNATURES) for path in files[1]):
+            return None
+        present, paths = files
+        sizes = np.array([_header_size(path) for path in paths])
+        side = int(min(224, max(32, -(-np.median(sizes.max(axis=1)) // 16) * 16)))
+        seen = (f"{len(present)} image files, {len(cells) - len(present)} empty; width {sizes[:, 0].min()}-"
+                f"{sizes[:, 0].max()}, height {sizes[:, 1].min()}-{sizes[:, 1].max()} (first {len(paths)}); "
+                f"size {side} from them")
+        return Proposal(1.0, {"size": [side, side]}, seen)
 
     def synthetic_raw(self, rng):
         return tf.io.encode_png(rng.integers(0, 256, (*self.size, 3), dtype=np.uint8)).numpy()
@@ -170,6 +180,14 @@ class ImageInput(FileBytesRaw, Modality):
         return {"name": self.name, "size": list(self.size), "backbone": self.backbone,
                 "weights": self.weights, "trainable": self.trainable, "augment": self.augment,
                 "max_pixels": self.max_pixels, "pooling": self.pooling}
+
+
+def _header_size(path):
+    """(width, height) from an image file's header: the pixels are not decoded."""
+    from PIL import Image
+
+    with tf.io.gfile.GFile(path, "rb") as f, Image.open(io.BytesIO(f.read())) as image:
+        return image.size
 
 
 def _pool(features, pooling, name):

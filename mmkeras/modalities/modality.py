@@ -17,6 +17,13 @@ import numpy as np
 # `token_mask` bool [B, N] (False on padding), `presence` float [B, 1].
 Encoded = collections.namedtuple("Encoded", ["pooled", "tokens", "token_mask", "presence"])
 
+# A kind's answer to "would you take this manifest column?" (`Modality.propose`):
+# how well it fits (0-1; the best fit wins), the spec's keys chosen from the
+# data, what was seen (for app.yaml's comment), and whether the column holds a
+# different value on every row (an identifier, which `mmkeras init` skips).
+Proposal = collections.namedtuple("Proposal", ["fit", "config", "seen", "identifies_rows"],
+                                  defaults=[False])
+
 
 class Modality:
     """Base class of the input kinds (`ImageInput`, `TextInput`, ...).
@@ -95,6 +102,14 @@ class Modality:
         """`data validate`'s entry for a column: `{"missing": N, ...}` plus what
         describes the values that are there (ranges as `[min, median, max]`)."""
         raise self._undefined("summarize")
+
+    @classmethod
+    def propose(cls, column, cells, folder):
+        """Whether this kind takes a manifest column (`mmkeras init`): None, or a
+        `Proposal`. `cells` are the column's raw cells, `folder` the manifest's
+        (relative paths start there). A kind that cannot be told from its cells
+        returns None (the default): write its input in app.yaml by hand."""
+        return None
 
     # --- Raw values and the graph -----------------------------------------
 

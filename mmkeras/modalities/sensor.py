@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.modalities.missing import SplitMissingFeatures, TokenMask
-from mmkeras.modalities.modality import Encoded, Modality
-from mmkeras.modalities.raw_formats import finite_check, floats_feature
+from mmkeras.modalities.modality import Encoded, Modality, Proposal
+from mmkeras.modalities.raw_formats import finite_check, floats_feature, numbers
 
 
 class SensorInput(Modality):
@@ -94,6 +94,20 @@ class SensorInput(Modality):
 
     def parse_cells(self, cells):
         return [cells.number(feature) for feature in self.features]
+
+    @classmethod
+    def propose(cls, column, cells, folder):
+        """Numbers. Whole numbers with a few values are more likely codes (a
+        category fits them better); one whole number per row, each different,
+        counts up rows."""
+        values = numbers(cells)
+        if values is None:
+            return None
+        whole = bool(np.all(values == np.round(values)))
+        distinct = len(np.unique(values))
+        seen = f"numbers {values.min():g} to {values.max():g}, {len(cells) - len(values)} empty"
+        counts_rows = whole and distinct == len(values) == len(cells)
+        return Proposal(0.5 if whole and distinct <= 10 else 0.6, {}, seen, identifies_rows=counts_rows)
 
     def column_array(self, values):
         return np.asarray(values, "float32").reshape(-1, len(self.features))

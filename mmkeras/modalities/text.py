@@ -11,9 +11,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from mmkeras.modalities.modality import Encoded, Modality
+from mmkeras.modalities.modality import Encoded, Modality, Proposal
 from mmkeras.modalities.missing import TextPresence
-from mmkeras.modalities.raw_formats import StringRaw, value_range
+from mmkeras.modalities.raw_formats import StringRaw, numbers, present_cells, value_range
 from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: F401  (the registry, read from here too)
 from mmkeras.modalities.text_encoders import (TextFamily, build_from_scratch, check_encoder, family_of,
                                               load_pretrained, reset_word_cache, share_sentencepiece_model,
@@ -160,6 +160,17 @@ class TextInput(StringRaw, Modality):
         if present:
             entry["words"] = value_range([len(v.split()) for v in present])
         return entry
+
+    @classmethod
+    def propose(cls, column, cells, folder):
+        """Any text that is not numbers: the fallback, so every other kind that
+        takes the column fits it better."""
+        present = present_cells(cells)
+        if not present or numbers(cells) is not None:
+            return None
+        words = [len(value.split()) for value in present]
+        seen = f"text of {min(words)}-{max(words)} words, {len(set(present))} distinct, {len(cells) - len(present)} empty"
+        return Proposal(0.3, {}, seen)
 
     def synthetic_raw(self, rng):
         return "a sample sentence for the export check"

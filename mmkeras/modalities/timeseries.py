@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.modalities.missing import SplitMissingFeatures, StepMask
-from mmkeras.modalities.modality import Encoded, Modality
-from mmkeras.modalities.raw_formats import finite_check, floats_feature, value_range
+from mmkeras.modalities.modality import Encoded, Modality, Proposal
+from mmkeras.modalities.raw_formats import finite_check, floats_feature, sampled_files, value_range
 from mmkeras.modalities.sensor import nan_statistics
 
 TIMESERIES_ENCODERS = ("cnn", "gru", "transformer")
@@ -123,6 +123,25 @@ class TimeSeriesInput(Modality):
         if np.isinf(series).any():
             raise ValueError("it holds an infinite value (NaN is a missing one)")
 
+    @classmethod
+    def propose(cls, column, cells, folder):
+        """`.npy` / `.csv` files of series: the features are a `.csv` header's
+        (`f0`, `f1`, ... for `.npy` files alone), `steps` the longest series
+        (rounded up to a multiple of 8, at most 512), so nothing is cropped."""
+        files = sampled_files(cells, folder)
+        if files is None or not all(path.lower().endswith(SERIES_FILES) for path in files[1]):
+            return None
+        present, paths = files
+        features = _series_features(paths)
+        try:
+            lengths = [len(load_series(path, features)) for path in paths]
+        except ValueError:
+            return None
+        steps = int(min(512, max(8, -(-max(lengths) // 8) * 8)))
+        seen = (f"{len(present)} series files, {len(cells) - len(present)} empty; {min(lengths)}-{max(lengths)} "
+                f"steps of {features} (first {len(paths)}); steps {steps} from them")
+        return Proposal(1.0, {"features": features, "steps": steps}, seen)
+
     def summarize(self, values):
         present = [v for v in values if v]
         entry = {"missing": len(values) - len(present)}
@@ -229,6 +248,32 @@ def load_series(path, features):
     if path.lower().endswith(".csv"):
         return _csv_series(content.decode("utf-8"), features)
     raise ValueError(f"a series file must be one of {SERIES_FILES}")
+
+
+def _series_features(paths):
+    """The feature names of series files: the first `.csv` file's numeric
+    columns but a time axis (one that rises by the same step every row), else
+    `f0`, `f1`, ... for a `.npy` file's columns."""
+    for path in paths:
+        if path.lower().endswith(".csv"):
+            with tf.io.gfile.GFile(path) as f:
+                first = next(csv.DictReader(f), {})
+            numeric = [name for name, value in first.items() if _is_number(value)]
+            steps = np.diff(load_series(path, numeric), axis=0)
+            axis = [len(steps) > 1 and np.all(steps[:, i] > 0) and np.allclose(steps[:, i], steps[0, i])
+                    for i in range(len(numeric))]
+            return [name for name, is_axis in zip(numeric, axis) if not is_axis]
+    with tf.io.gfile.GFile(paths[0], "rb") as f:
+        shape = np.load(io.BytesIO(f.read()), allow_pickle=False).shape
+    return [f"f{i}" for i in range(shape[1] if len(shape) > 1 else 1)]
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _csv_series(text, features):
