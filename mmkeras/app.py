@@ -10,6 +10,7 @@ import contextlib
 import copy
 import dataclasses
 import os
+import shutil
 
 import yaml
 
@@ -64,8 +65,9 @@ class App:
             try:
                 specs.append(modalities.from_config(copy.deepcopy(spec)))
             except (TypeError, ValueError) as e:
-                raise ValueError(f"{self.file}: inputs[{i}] ({spec['name']!r}): "
-                                 f"{e}{_accepted_keys(spec)}") from e
+                # A TypeError here is an unexpected keyword: list the ones the kind takes.
+                keys = _accepted_keys(spec) if isinstance(e, TypeError) else ""
+                raise ValueError(f"{self.file}: inputs[{i}] ({spec['name']!r}): {e}{keys}") from e
         return specs
 
     def columns(self):
@@ -106,7 +108,9 @@ def load_app(path):
     if not os.path.exists(file):
         raise FileNotFoundError(f"No app config at {file}")
     with open(file) as f:
-        return App.from_config(yaml.safe_load(f) or {}, file)
+        app = App.from_config(yaml.safe_load(f) or {}, file)
+    app.specs()  # a bad input (an unknown kind, a wrong key or value) fails now, naming it
+    return app
 
 
 def from_manifest(manifest, label, name=None, out_dir=None):
@@ -152,7 +156,11 @@ def resolve_manifest(app, manifest=None, work_dir="runs", num_examples=None, see
     to the app folder), else demo data generated into `work_dir/demo_data`."""
     manifest = manifest or app.data.manifest
     if manifest and not os.path.isabs(manifest) and not os.path.exists(manifest):
+        tried = [os.path.abspath(manifest), os.path.abspath(os.path.join(app.path, manifest))]
         manifest = os.path.join(app.path, manifest)
+        if not os.path.exists(manifest):
+            raise FileNotFoundError(f"Manifest {tried[0]} not found, nor {tried[1]} (a relative path is read "
+                                    f"from the current folder, then from the app's folder)")
     if not manifest:
         from mmkeras.data import demo
 
@@ -245,6 +253,10 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
 
     app = app if isinstance(app, App) else load_app(app)
     work_dir = work_dir or os.path.join("runs", app.name)
+    base_dir = export_dir or app.export.base_dir or os.path.join("savedmodels", app.name)
+    print(f"[{app.name}] writing the run to {os.path.abspath(work_dir)}"
+          + (f", the SavedModel under {os.path.abspath(base_dir)}" if export else ""))
+    created = not os.path.exists(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     data, train_config = app.data, app.training
     keras.utils.set_random_seed(seed)
@@ -253,7 +265,12 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     multi_label = data.multi_label
 
     # === Data ===
-    manifest, split = prepare_data(app, manifest, work_dir, num_examples, seed)
+    try:
+        manifest, split = prepare_data(app, manifest, work_dir, num_examples, seed)
+    except Exception:
+        if created:  # nothing of value is in it yet: no empty run folder is left behind
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
     train, val, test = split
     write_split(work_dir, manifest, seed, train, val, test, how=split.how)
     print(f"[{app.name}] data: {manifest} -> {len(train)} train / {len(val)} validation / {len(test)} test")
@@ -305,7 +322,6 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     if export:
         from mmkeras.export import export as export_model
 
-        base_dir = export_dir or app.export.base_dir or os.path.join("savedmodels", app.name)
         export_path = export_model(model, base_dir, sample_inputs=raw_examples(test, specs),
                                    metrics=report.get("headline"), serving_version=app.export.serving_version)
     print(table)

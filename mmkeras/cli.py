@@ -153,12 +153,20 @@ def _configured_app(args):
     """The app with the command line's settings applied (checked like the file)."""
     from mmkeras.app import load_app, with_overrides
 
-    settings = []
+    settings, flags = [], {}
     for flag, key, _ in _SHORTHANDS:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             settings.append(f"{key}={value}")
-    return with_overrides(load_app(args.app), settings + args.set)
+            flags[key] = flag
+    try:
+        return with_overrides(load_app(args.app), settings + args.set)
+    except ValueError as e:
+        # Name the flag the user typed, not only the key it sets.
+        message = str(e)
+        for key, flag in flags.items():
+            message = message.replace(f"{key}:", f"{flag} ({key}):")
+        raise ValueError(message) from None
 
 
 def _run(args):

@@ -102,7 +102,7 @@ def test_cli_run_and_evaluate(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--set", "training.patiense=3"], "training.patiense: unknown key (did you mean 'patience'?)"),
     (["--set", "inputs.x=1"], "settable sections are"),
-    (["--fusion", "sum"], "model.fusion: expected one of ['concat', "),
+    (["--fusion", "sum"], "--fusion (model.fusion): expected one of ['concat', "),
 ])
 def test_cli_user_errors_print_a_message_not_a_traceback(args, message, tmp_path, capsys):
     argv = ["run", app_path("inspection"), "--examples", "30", "--epochs", "1", "--no-export",
@@ -181,8 +181,8 @@ def test_cli_data_validate_summarises_or_lists_every_problem(tmp_path, capsys):
     assert cli_main(["data", "validate", str(tmp_path), "--data", str(manifest)]) == 0
     out = capsys.readouterr().out
     assert "every row is valid" in out and "12 rows" in out
-    assert "part_image (image): missing in 0; width [64.0, 64.0, 64.0]" in out
-    assert "machine_sound (audio): missing in 0; seconds [1.0, 1.0, 1.0], sample_rates [16000]" in out
+    assert "part_image (image): missing in 0; width 64-64 (median 64), height 64-64 (median 64)" in out
+    assert "machine_sound (audio): missing in 0; seconds 1-1 (median 1), sample rates 16000" in out
     rows = open(manifest).read().splitlines()
     rows[3] = rows[3].replace(",ok", ",broken").replace(",scratch", ",broken").replace(
         ",dent", ",broken").replace(",contamination", ",broken")

@@ -104,7 +104,7 @@ def test_data_validate_reads_category_and_series_cells(table, capsys):
     assert cli_main(["data", "validate", str(machine_app(folder, manifest))]) == 0
     out = capsys.readouterr().out
     assert "machine (category): missing in 16; values 8" in out
-    assert "vibration (timeseries): missing in 20; steps [40" in out
+    assert "vibration (timeseries): missing in 20; steps 40-90 (median" in out
 
 
 def test_series_files_mixed_and_any_length_decode_to_the_models_steps(table):

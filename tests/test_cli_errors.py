@@ -50,3 +50,35 @@ def test_a_programming_error_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(cli, "_validate", handler)
     with pytest.raises(KeyError):
         cli.main(["data", "validate", "apps/sentiment"])
+
+
+def _app_with(tmp_path, inputs, manifest="table.csv"):
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump({
+        "name": "scans", "data": {"manifest": manifest, "label_column": "label", "labels": ["b", "a"]},
+        "inputs": inputs}))
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("argv, inputs, message", [
+    (["data", "validate"], [{"kind": "image", "name": "scan", "size": 64}],
+     "inputs[0] ('scan'): size: expected [height, width] (two positive integers), received 64"),
+    (["data", "validate", "--data", "nowhere.csv"], [{"kind": "text", "name": "note"}],
+     "nowhere.csv not found, nor "),
+    (["run", "--fusion", "gatd"], [{"kind": "text", "name": "note"}, {"kind": "category", "name": "site"}],
+     "--fusion (model.fusion): expected one of ['concat', "),
+])
+def test_messages_say_what_to_write(argv, inputs, message, tmp_path, capsys):
+    app = _app_with(tmp_path, inputs)
+    assert cli.main([argv[0], *argv[1:2], app, *argv[2:]] if argv[0] == "data" else [argv[0], app, *argv[1:]]) == 1
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "did you mean 'gated'" in err if "gatd" in argv else "accepted keys" not in err
+
+
+def test_a_run_that_fails_on_its_data_leaves_no_run_folder(tmp_path, capsys):
+    (tmp_path / "table.csv").write_text("note,label\nfine,c\n")
+    app = _app_with(tmp_path, [{"kind": "text", "name": "note"}])
+    assert cli.main(["run", app, "--work-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "unknown label(s) ['c']; known: ['b', 'a']" in err  # in the config's order
+    assert not (tmp_path / "run").exists()

@@ -235,7 +235,7 @@ def _parse_label(value, label_ids, multi_label, fail):
     if not multi_label and not value:
         fail("empty label")
     elif unknown:
-        fail(f"unknown label(s) {unknown}; known: {sorted(label_ids)}")
+        fail(f"unknown label(s) {unknown}; known: {list(label_ids)}")
     else:
         return [label_ids[n] for n in names]
     return []

@@ -51,7 +51,8 @@ def format_summary(summary):
     """The summary as indented text lines."""
     lines = [f"{summary['rows']} rows", "classes: " + ", ".join(f"{k} {v}" for k, v in summary["classes"].items())]
     for name, entry in summary["inputs"].items():
-        details = ", ".join(f"{key} {value}" for key, value in entry.items() if key not in ("kind", "missing"))
+        details = ", ".join(f"{key.replace('_', ' ')} {_readable(value)}" for key, value in entry.items()
+                            if key not in ("kind", "missing"))
         lines.append(f"{name} ({entry['kind']}): missing in {entry['missing']}" + (f"; {details}" if details else ""))
     if "split" in summary:
         split = summary["split"]
@@ -60,3 +61,21 @@ def format_summary(summary):
         counts = ", ".join(f"{name} {count}" for name, count in split["rows"].items())
         lines.append(f"split: {counts} ({method})" + (f"; {split['note']}" if split["note"] else ""))
     return lines
+
+
+def _readable(value):
+    """A summary value as text: a `[min, median, max]` range as `min-max (median m)`,
+    whole numbers without decimals; a dict as `key value` pairs.
+
+    Example:
+    >>> _readable([28.0, 28.0, 30.0]), _readable({"t": 0, "v": 3})
+    ('28-30 (median 28)', 't 0, v 3')
+    """
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_readable(v)}" for key, v in value.items())
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, float) for v in value):
+        low, median, high = (f"{v:g}" for v in value)
+        return f"{low}-{high} (median {median})"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)

@@ -1,6 +1,7 @@
 """Image modality: encoded image bytes -> any-size RGB pixels -> resize, normalise -> backbone."""
 
 import io
+import numbers
 
 import keras
 import numpy as np
@@ -84,6 +85,9 @@ class ImageInput(FileBytesRaw, Modality):
         if pooling not in POOLINGS:
             raise ValueError(f"ImageInput pooling must be one of {POOLINGS}. Received: {pooling!r}")
         self.pooling = pooling
+        if not (isinstance(size, (list, tuple)) and len(size) == 2
+                and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in size)):
+            raise ValueError(f"size: expected [height, width] (two positive integers), received {size!r}")
         self.size = tuple(int(s) for s in size)
         self.max_pixels = int(max_pixels)
         self.backbone = backbone
