@@ -158,7 +158,7 @@ def test_a_bad_series_file_is_a_row_error_naming_file_and_reason(table, tmp_path
     assert "file not found" in reasons[3][2]
 
 
-def test_trains_exports_and_serves_raw_strings_and_series_of_any_length(table, tmp_path):
+def test_trains_exports_and_serves_raw_strings_and_series_of_any_length(table, tmp_path, capsys):
     folder, manifest = table
     app_file = machine_app(folder, manifest, epochs=2)
     results = run_app(str(app_file), work_dir=tmp_path / "run", export_dir=tmp_path / "models" / "machines",
@@ -168,6 +168,7 @@ def test_trains_exports_and_serves_raw_strings_and_series_of_any_length(table, t
     assert inputs["machine"].dtype == tf.string and inputs["vibration"].shape.as_list() == [None, None, 3]
     app = load_app(app_file)
     specs = results["model"].specs
+    spec_of = {spec.name: spec for spec in specs}
     _, (_, _, test) = prepare_data(app, None, tmp_path / "run")
     examples = raw_examples(test, specs, count=4)
     examples[1]["vibration"] = examples[1]["vibration"][:5]  # shorter than any in the data
@@ -180,7 +181,13 @@ def test_trains_exports_and_serves_raw_strings_and_series_of_any_length(table, t
         for client in (Client(server.rest_url, "machines"), Client(server.grpc_target, "machines", protocol="grpc")):
             with client:
                 answers = client.predict(examples)
-            np.testing.assert_allclose([a["probabilities"] for a in answers], expected, atol=1e-4)
+                np.testing.assert_allclose([a["probabilities"] for a in answers], expected, atol=1e-4)
+                # Left out, or None: sent as the model's missing value, as if sent so by hand.
+                left_out = [{**{k: v for k, v in e.items() if k != "vibration"}, "note": None} for e in examples]
+                by_hand = [{**e, "vibration": spec_of["vibration"].missing_raw(), "note": ""} for e in examples]
+                np.testing.assert_allclose([a["probabilities"] for a in client.predict(left_out)],
+                                           predict_decoded(results["model"], by_hand, specs), atol=1e-4)
+    assert "sent note, vibration as missing (not given)" in capsys.readouterr().err
     metadata = json.load(open(os.path.join(results["export_path"], savedmodel.METADATA_FILE)))
     assert [i["kind"] for i in metadata["inputs"]] == ["category", "timeseries", "sensor", "text"]
 

@@ -64,6 +64,7 @@ class Client:
         self.label = label
         self.timeout = timeout
         self._output_names = {}
+        self._missing = {}  # signature name -> {input: missing value}
         self._grpc_model = None  # a GrpcModel, made on the first gRPC call
         if protocol == "rest":
             self.url = target if "://" in target else f"http://{target}"
@@ -76,11 +77,17 @@ class Client:
     def predict(self, inputs, signature_name=DEFAULT_SIGNATURE):
         """Runs the model on one example (a dict) or a batch (list of dicts).
 
+        An input left out of an example, or given as `None`, is sent as the
+        model's missing value for it (`""` for text and files, NaN for
+        numbers), read from the signature; one line on stderr says so. TF
+        Serving itself requires every input.
+
         Returns:
             a list with one dict of outputs per example: labels as `str`,
             probabilities as lists of floats, scores as floats (outputs whose
             name ends in `_bytes` as `bytes`).
         """
+        inputs = self._with_missing_filled(inputs, signature_name)
         if self.protocol == "rest":
             return self._rest_predict(inputs, signature_name)
         return self._grpc().predict(inputs, signature_name)
@@ -108,6 +115,34 @@ class Client:
 
     def __exit__(self, *exc_info):
         self.close()
+
+    def _with_missing_filled(self, inputs, signature_name):
+        examples = [inputs] if isinstance(inputs, dict) else list(inputs)
+        if not examples or not all(isinstance(example, dict) for example in examples):
+            return inputs  # encode_examples says what is wrong
+        missing_values = self._missing_values(signature_name)
+        filled, left_out = [], set()
+        for example in examples:
+            example = {name: value for name, value in example.items() if value is not None}
+            for name, value in missing_values.items():
+                if name not in example:
+                    example[name] = value
+                    left_out.add(name)
+            filled.append(example)
+        if left_out:
+            print(f"mmkeras: sent {', '.join(sorted(left_out))} as missing (not given)", file=sys.stderr)
+        return filled
+
+    def _missing_values(self, signature_name):
+        """`{input name: its missing value}` of a signature, from the model's metadata."""
+        if signature_name not in self._missing:
+            signatures = self.metadata()["metadata"]["signature_def"]["signature_def"]
+            if signature_name not in signatures:
+                raise ServingError(f"Signature {signature_name!r} not in the model's metadata.")
+            self._missing[signature_name] = {
+                name: missing_value(spec["dtype"], spec.get("tensor_shape", {}).get("dim", []))
+                for name, spec in signatures[signature_name]["inputs"].items()}
+        return self._missing[signature_name]
 
     def _grpc(self):
         if self._grpc_model is None:
@@ -171,6 +206,25 @@ class Client:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise ServingError(f"Cannot reach {self.url}: {reason}", None, "rest") from None
+
+
+def missing_value(dtype, dims):
+    """How a client leaves an input out of one example, from the input's dtype and
+    batched shape in a signature's metadata: `""` for strings (text, file bytes),
+    NaN for floats, an unknown length (a series' steps) as one step.
+
+    >>> missing_value("DT_STRING", [{"size": "-1"}])
+    ''
+    >>> missing_value("DT_FLOAT", [{"size": "-1"}, {"size": "-1"}, {"size": "2"}])
+    [[nan, nan]]
+    """
+    if dtype == "DT_STRING":
+        return ""
+    shape = [int(dim["size"]) for dim in dims[1:]]
+    value = float("nan")
+    for size in reversed(shape):
+        value = [value] * (1 if size < 0 else size)
+    return value
 
 
 def _error_message(http_error):

@@ -44,7 +44,7 @@ def _encode_value(value, where):
         raise ValueError(
             f"{where}: expected a Path, bytes, str, number or list of numbers, "
             f'received {type(value).__name__}. A missing text is "", a missing '
-            "number float('nan')."
+            "number float('nan'); `Client.predict` also takes None or a left-out input."
         )
     return _float_array(value, where)
 
