@@ -15,7 +15,8 @@ from mmkeras.modalities.audio_pretrained import (
 )
 from mmkeras.modalities.modality import Encoded, Modality, Proposal
 from mmkeras.modalities.missing import PresentBatchNormalization, SplitMissing, TokenMask
-from mmkeras.modalities.raw_formats import FileBytesRaw, sampled_files, starts_with, value_range
+from mmkeras.modalities.column_cells import sampled_files, starts_with
+from mmkeras.modalities.raw_formats import FileBytesRaw, value_range
 from mmkeras.modalities.waveform_augment import WaveformAugment
 
 AUDIO_ENCODERS = ("cnn", "transformer", *PRETRAINED_AUDIO_ENCODERS)

@@ -7,7 +7,8 @@ import numpy as np
 
 from mmkeras.modalities.missing import TextPresence, TokenMask
 from mmkeras.modalities.modality import Encoded, Modality, Proposal
-from mmkeras.modalities.raw_formats import StringRaw, numbers, present_cells
+from mmkeras.modalities.column_cells import numbers, present_cells
+from mmkeras.modalities.raw_formats import StringRaw
 
 # An embedding's width from the number of categories n, fast.ai's rule
 # (round(1.6 * n ** 0.56)): wide enough to separate them, narrow enough not

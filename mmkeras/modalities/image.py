@@ -11,7 +11,8 @@ from mmkeras.data.decode import DEFAULT_MAX_PIXELS, decode_image
 from mmkeras.modalities import image_augment
 from mmkeras.modalities.modality import Encoded, Modality, Proposal
 from mmkeras.modalities.missing import SplitMissing, TokenMask
-from mmkeras.modalities.raw_formats import FileBytesRaw, sampled_files, starts_with, value_range
+from mmkeras.modalities.column_cells import sampled_files, starts_with
+from mmkeras.modalities.raw_formats import FileBytesRaw, value_range
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]

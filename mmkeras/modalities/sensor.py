@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from mmkeras.modalities.missing import SplitMissingFeatures, TokenMask
 from mmkeras.modalities.modality import Encoded, Modality, Proposal
-from mmkeras.modalities.raw_formats import finite_check, floats_feature, numbers
+from mmkeras.modalities.column_cells import numbers
+from mmkeras.modalities.raw_formats import finite_check, floats_feature
 
 
 class SensorInput(Modality):

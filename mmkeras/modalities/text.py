@@ -13,7 +13,8 @@ from keras import ops
 
 from mmkeras.modalities.modality import Encoded, Modality, Proposal
 from mmkeras.modalities.missing import TextPresence
-from mmkeras.modalities.raw_formats import StringRaw, numbers, present_cells, value_range
+from mmkeras.modalities.column_cells import numbers, present_cells
+from mmkeras.modalities.raw_formats import StringRaw, value_range
 from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: F401  (the registry, read from here too)
 from mmkeras.modalities.text_encoders import (TextFamily, build_from_scratch, check_encoder, family_of,
                                               load_pretrained, reset_word_cache, share_sentencepiece_model,

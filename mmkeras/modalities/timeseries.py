@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from mmkeras.modalities.missing import SplitMissingFeatures, StepMask
 from mmkeras.modalities.modality import Encoded, Modality, Proposal
-from mmkeras.modalities.raw_formats import finite_check, floats_feature, sampled_files, value_range
+from mmkeras.modalities.column_cells import sampled_files
+from mmkeras.modalities.raw_formats import finite_check, floats_feature, value_range
 from mmkeras.modalities.sensor import nan_statistics
 
 TIMESERIES_ENCODERS = ("cnn", "gru", "transformer")
