@@ -8,17 +8,20 @@ has a hidden cue per modality, and the label needs cues from several
 modalities. Label-independent nuisance (lighting, speaker pitch, patient
 position, machine load, ...) varies on top. A model that reads every
 modality's cue can reach over 90% accuracy (exact match for "medical"); the
-best use of one modality alone reaches about 55-75% of that (sentiment 59%,
-medical 69% radiograph / 58% note, inspection about 71% each, on average).
+best use of one modality alone reaches about 40-75% of that (sentiment 59%,
+medical about 70% radiograph / 60% note / 40% ward, inspection about 71% for
+each signature source and 56% for the machine id, on average).
 
 - "sentiment": text, photo and voice each carry a cue in {-1, 0, +1}; the label
   is the sign of their sum (negative / neutral / positive).
 - "medical": nodule and cardiomegaly are mostly seen on the radiograph,
   pneumonia mostly in the note; effusions and nodules are seen on the image
-  when large, and the note mentions mainly the small ones the image misses.
-- "inspection": the camera, the sensors and the microphone each may show a
-  defect signature (or a harmless false alarm); a part is defective when at
-  least two of them agree on the defect type.
+  when large, and the note mentions mainly the small ones the image misses;
+  the ward (a category) sets how common each finding is.
+- "inspection": the camera, the sensors, the microphone and the spindle
+  current trace each may show a defect signature (or a harmless false alarm);
+  a part is defective when at least two of them agree on the defect type; the
+  machine that made it (a category) sets how likely each defect is.
 
 This module writes a data set (`generate`); the rest of the package draws it:
 `apps` describes each app's manifest, `sentiment`, `medical` and `inspection`
@@ -48,6 +51,7 @@ from mmkeras.data.demo.sound import AUDIO_SECONDS, SAMPLE_RATE  # noqa: F401  (r
 # one (a writer that crashes midway) with `monkeypatch.setattr(demo, ...)`.
 from mmkeras.data.demo.files import write_csv as _write_csv
 from mmkeras.data.demo.files import write_image as _write_image
+from mmkeras.data.demo.files import write_series as _write_series
 from mmkeras.data.demo.files import write_wav as _write_wav
 from mmkeras.registry import lookup
 
@@ -86,7 +90,8 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     """Writes a demo data set for one application template.
 
     Files go to `out_dir/images/` (PNG; grayscale for "medical", JPEG for
-    "inspection") and `out_dir/audio/` (16 kHz mono 16-bit WAV); the manifest
+    "inspection"), `out_dir/audio/` (16 kHz mono 16-bit WAV) and
+    `out_dir/traces/` (inspection's current traces, `.npy` and `.csv`); the manifest
     `out_dir/manifest.csv` (header row, one row per example, paths relative to
     `out_dir`) is written last, so an interrupted run never leaves a manifest
     that lists missing files. Example `i` depends only on `(app, seed, i)`,
@@ -107,7 +112,7 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     >>> path = generate("inspection", tempfile.mkdtemp(), num_examples=3)
     >>> rows = list(csv.DictReader(open(path)))
     >>> len(rows), sorted(rows[0])[:2]
-    (3, ['current', 'label'])
+    (3, ['current', 'current_trace'])
     """
     make_example = lookup(_EXAMPLE_MAKERS, app, "demo app")
     _check_integer("num_examples", num_examples, minimum=1)
@@ -117,6 +122,7 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
     out_dir = pathlib.Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    (out_dir / "traces").mkdir(parents=True, exist_ok=True)
     # An old manifest would point at files this run is about to overwrite.
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
@@ -125,7 +131,8 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
         rng = np.random.default_rng([int(seed), _APP_SALT[app], index])
         row, example_cues, contents = make_example(rng, index, int(image_size))
         for path, content in contents.items():
-            write = _write_wav if path.endswith(".wav") else _write_image
+            suffix = pathlib.Path(path).suffix
+            write = _write_wav if suffix == ".wav" else _write_series if suffix in (".npy", ".csv") else _write_image
             write(out_dir / path, content)
         rows.append(row)
         cues.append({"row": index + 1, **example_cues, "label": row[DEMO_APPS[app].label_column]})

@@ -15,7 +15,8 @@ class DemoApp:
     Args:
         name: application name.
         columns: dict of manifest column -> kind, one of "text", "image",
-            "audio", "sensor" or "label", in manifest order.
+            "audio", "sensor", "category", "timeseries" or "label", in
+            manifest order.
         label_column: the column that holds the label.
         labels: class names, in the order a model's head should use.
         multi_label: whether the label column is a "|"-separated subset of
@@ -50,10 +51,10 @@ DEMO_APPS = {
     ),
     "medical": DemoApp(
         name="medical",
-        columns={"radiograph": "image", "note": "text", "findings": "label"},
+        columns={"radiograph": "image", "note": "text", "ward": "category", "findings": "label"},
         label_column="findings",
         labels=("effusion", "nodule", "cardiomegaly", "pneumonia"),
-        cue_sources={"radiograph": ("radiograph",), "note": ("note",)},
+        cue_sources={"radiograph": ("radiograph",), "note": ("note",), "ward": ("ward",)},
         multi_label=True,
     ),
     "inspection": DemoApp(
@@ -64,13 +65,17 @@ DEMO_APPS = {
             "vibration_rms": "sensor",
             "current": "sensor",
             "machine_sound": "audio",
+            "machine": "category",
+            "current_trace": "timeseries",
             "label": "label",
         },
         label_column="label",
         labels=("ok", "scratch", "dent", "contamination"),
         cue_sources={"part_image": ("part_image",),
                      "readings": ("temperature", "vibration_rms", "current"),
-                     "machine_sound": ("machine_sound",)},
+                     "machine_sound": ("machine_sound",),
+                     "machine": ("machine",),
+                     "current_trace": ("current_trace",)},
     ),
 }
 

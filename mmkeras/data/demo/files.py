@@ -49,6 +49,22 @@ def write_wav(path, samples, sample_rate=SAMPLE_RATE):
     _atomic_write_bytes(path, buffer.getvalue())
 
 
+def write_series(path, series):
+    """Writes `{feature: [T]}` as `.npy` (`[T, F]`, features in order) or as `.csv`
+    (a header; a `time_s` column first, at 10 samples a second, which an app ignores)."""
+    table = np.stack([np.asarray(values, "float32") for values in series.values()], axis=1)
+    buffer = io.BytesIO()
+    if path.suffix == ".npy":
+        np.save(buffer, table)
+    else:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["time_s", *series])
+        writer.writerows([[f"{0.1 * step:.1f}", *(f"{v:.4f}" for v in row)] for step, row in enumerate(table)])
+        buffer.write(text.getvalue().encode("utf-8"))
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
 def write_csv(path, columns, rows):
     # The manifest is written last and renamed into place: a manifest only
     # ever lists files that are already complete.

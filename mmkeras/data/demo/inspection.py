@@ -1,15 +1,18 @@
-"""Inspection demo: part image, three sensor readings and machine sound -> ok or a defect.
+"""Inspection demo: part image, sensor readings, machine sound, the machine's id and
+the spindle current over the machining cycle -> ok or a defect.
 
-The camera, the sensors and the microphone each may show a defect signature
-(or a harmless false alarm); a part is defective when at least two of them
-agree on the defect type. The machine's load shifts every reading and the
-motor hum, independently of the label.
+The camera, the sensors, the microphone and the current trace each may show a
+defect signature (or a harmless false alarm); a part is defective when at
+least two of them agree on the defect type. Which machine made the part sets
+how likely each defect is (a worn tool scratches, a loose clamp dents, a
+coolant fault contaminates). The machine's load shifts every reading, the
+motor hum and the current's level, independently of the label.
 
 Example:
 >>> import numpy as np
 >>> label, cues = inspection_cues(np.random.default_rng(0))
 >>> label in ("ok", *_DEFECTS), sorted(cues)
-(True, ['machine_sound', 'part_image', 'readings'])
+(True, ['current_trace', 'machine', 'machine_sound', 'part_image', 'readings'])
 """
 
 import numpy as np
@@ -19,26 +22,37 @@ from mmkeras.data.demo.drawing import (blend, coverage, ellipse, gaussian, grid,
 from mmkeras.data.demo.sound import band_noise, normalise_rms, time_axis
 
 _DEFECTS = ("scratch", "dent", "contamination")
-_OK_FRACTION = 0.55
-# A defective part shows its signature in all three sources with this
-# probability, otherwise in two; an ok part shows a false alarm (random type)
-# per source with probability _FALSE_ALARM, never two agreeing.
-_ALL_THREE = 0.25
+# Each machine's chance of ok, scratch, dent, contamination: two run well, three
+# each have a failing part (tool, clamp, coolant line), one is old all round.
+# Over all six, 0.55 of parts are ok.
+_MACHINES = {
+    "M1": (0.80, 0.07, 0.07, 0.06),
+    "M2": (0.80, 0.06, 0.07, 0.07),
+    "M3": (0.40, 0.45, 0.08, 0.07),
+    "M4": (0.40, 0.07, 0.45, 0.08),
+    "M5": (0.40, 0.08, 0.07, 0.45),
+    "M6": (0.50, 0.17, 0.17, 0.16),
+}
+# A defective part shows its signature in each of the four signature sources
+# (camera, sensors, microphone, current trace) with this probability, and in
+# two at least; an ok part shows a false alarm (random type) per source with
+# probability _FALSE_ALARM, never two agreeing.
+_SHOWN = 0.7
 _FALSE_ALARM = 0.4
 _MISSING_SENSOR = 0.03
+_MISSING_TRACE = 0.03
+_MISSING_MACHINE = 0.02
 
 
 def _inspection_signatures(rng, label):
-    """Per-source signature: a defect name or None for camera, sensors, microphone."""
-    if label != "ok":
-        shown = [True] * 3
-        if rng.random() >= _ALL_THREE:
-            shown[int(rng.integers(3))] = False
-        return [label if s else None for s in shown]
+    """Per-source signature: a defect name or None for camera, sensors, microphone, current trace."""
     while True:
-        signatures = [
-            str(rng.choice(_DEFECTS)) if rng.random() < _FALSE_ALARM else None for _ in range(3)
-        ]
+        if label != "ok":
+            signatures = [label if rng.random() < _SHOWN else None for _ in range(4)]
+            if sum(s is not None for s in signatures) >= 2:
+                return signatures
+            continue
+        signatures = [str(rng.choice(_DEFECTS)) if rng.random() < _FALSE_ALARM else None for _ in range(4)]
         named = [s for s in signatures if s is not None]
         if len(named) == len(set(named)):
             return signatures
@@ -119,6 +133,40 @@ def _sensor_readings(rng, load, defect):
     }
 
 
+# The current trace: 10 samples a second over one machining cycle of 5-9 s.
+TRACE_FEATURES = ("current", "spindle_speed")
+_TRACE_STEPS = (50, 90)
+
+
+def _current_trace(rng, load, defect):
+    """`{feature: [T]}`: spindle current (A) and speed (1000 rpm) over the cycle.
+
+    The current ramps up, holds a plateau set by the load, and ramps down.
+    A worn tool chatters (a fast oscillation on the plateau), a collision or
+    a loose clamp spikes (a few samples, the speed dipping), a coolant fault
+    drifts up as the cut heats.
+    """
+    steps = int(rng.integers(*_TRACE_STEPS, endpoint=True))
+    t = np.arange(steps)
+    rise, fall = int(0.15 * steps), int(0.9 * steps)
+    envelope = np.clip(np.minimum(t / max(rise, 1), (steps - 1 - t) / max(steps - 1 - fall, 1)), 0, 1)
+    level = 8.0 + 5.0 * load + rng.normal(0.0, 0.3)
+    current = level * envelope + rng.normal(0.0, 0.25, steps)
+    speed = (3.0 - 0.4 * load) * envelope + rng.normal(0.0, 0.03, steps)
+    plateau = np.arange(rise, fall)
+    if defect == "scratch":
+        period = rng.uniform(2.5, 3.5)
+        current[plateau] += rng.uniform(0.9, 1.4) * np.sin(2 * np.pi * plateau / period + rng.uniform(0, 2 * np.pi))
+    elif defect == "dent":
+        hit = int(rng.integers(rise, fall - 3))
+        knock = rng.uniform(4.0, 6.0) * np.exp(-np.arange(3) / 1.0)
+        current[hit:hit + 3] += knock
+        speed[hit:hit + 3] -= 0.1 * knock
+    elif defect == "contamination":
+        current[plateau] += rng.uniform(2.5, 3.5) * (plateau - rise) / max(fall - rise, 1)
+    return {"current": current, "spindle_speed": speed}
+
+
 def _machine_sound(rng, load, defect):
     t = time_axis()
     # Motor hum whose speed follows the load, with harmonics and mains buzz.
@@ -149,13 +197,18 @@ _TELLTALE_SENSOR = {"scratch": "vibration_rms", "dent": "current", "contaminatio
 
 
 def _inspection_label(rng):
-    return "ok" if rng.random() < _OK_FRACTION else _DEFECTS[int(rng.integers(3))]
+    """A part's machine and label (the machine sets the defect rates)."""
+    machine = str(rng.choice(list(_MACHINES)))
+    return machine, str(rng.choice(("ok", *_DEFECTS), p=_MACHINES[machine]))
 
 
-def _inspection_observations(camera, sensors, microphone, missing):
-    """What each source shows, given the signatures and the missing readings."""
+def _inspection_observations(machine, camera, sensors, microphone, trace, missing):
+    """What each source shows, given the signatures and what is missing (a
+    reading's column name, "machine", "current_trace")."""
     return {"part_image": camera or "none", "readings": _sensor_observation(sensors, missing),
-            "machine_sound": microphone or "none"}
+            "machine_sound": microphone or "none",
+            "machine": "missing" if "machine" in missing else machine,
+            "current_trace": "missing" if "current_trace" in missing else trace or "none"}
 
 
 def _sensor_observation(signature, missing):
@@ -166,25 +219,45 @@ def _sensor_observation(signature, missing):
     return "none" + "".join(f"|no {c}" for c in sorted(missing) if c in _TELLTALE_SENSOR.values())
 
 
+def _missing_inputs(rng):
+    """Which readings, and whether the machine id and the trace, are missing."""
+    missing = {c for c in _TELLTALE_SENSOR.values() if rng.random() < _MISSING_SENSOR}
+    if rng.random() < _MISSING_MACHINE:
+        missing.add("machine")
+    if rng.random() < _MISSING_TRACE:
+        missing.add("current_trace")
+    return missing
+
+
 def inspection_cues(rng):
     """Draws one example's label and the signature each source shows."""
-    label = _inspection_label(rng)
-    camera, sensors, microphone = _inspection_signatures(rng, label)
-    missing = {c for c in _TELLTALE_SENSOR.values() if rng.random() < _MISSING_SENSOR}
-    return label, _inspection_observations(camera, sensors, microphone, missing)
+    machine, label = _inspection_label(rng)
+    signatures = _inspection_signatures(rng, label)
+    return label, _inspection_observations(machine, *signatures, _missing_inputs(rng))
 
 
 def inspection_example(rng, index, image_size):
     """Draws example `index`: its manifest row, its cues, and its files' contents by path."""
-    label = _inspection_label(rng)
-    camera, sensors, microphone = _inspection_signatures(rng, label)
+    machine, label = _inspection_label(rng)
+    camera, sensors, microphone, trace = _inspection_signatures(rng, label)
     load = rng.uniform(0.0, 1.0)  # machine state, independent of the label
     part_image = f"images/{index:05d}.jpg"
     machine_sound = f"audio/{index:05d}.wav"
-    # Drawn in this order (image, sound, readings): the order of the random draws is the data.
+    # Half the traces as .npy, half as .csv: both kinds of series file.
+    current_trace = f"traces/{index:05d}.{'npy' if index % 2 else 'csv'}"
+    # Drawn in this order (image, sound, readings, trace, what is missing): the order of
+    # the random draws is the data.
     contents = {part_image: _part_image(rng, camera, image_size),
                 machine_sound: _machine_sound(rng, load, microphone)}
     row = {"part_image": part_image, "machine_sound": machine_sound, "label": label}
     row.update(_sensor_readings(rng, load, sensors))
+    series = _current_trace(rng, load, trace)
     missing = {column for column in _TELLTALE_SENSOR.values() if row[column] == ""}
-    return row, _inspection_observations(camera, sensors, microphone, missing), contents
+    missing |= _missing_inputs(rng) - set(_TELLTALE_SENSOR.values())
+    row["machine"] = "" if "machine" in missing else machine
+    if "current_trace" in missing:
+        row["current_trace"] = ""
+    else:
+        row["current_trace"] = current_trace
+        contents[current_trace] = series
+    return row, _inspection_observations(machine, camera, sensors, microphone, trace, missing), contents

@@ -1,15 +1,16 @@
-"""Medical demo: grayscale chest radiograph and clinical note -> findings (multi-label).
+"""Medical demo: grayscale chest radiograph, clinical note and ward -> findings (multi-label).
 
 Nodule and cardiomegaly are mostly seen on the radiograph, pneumonia mostly in
 the note; effusions and nodules are seen on the image when large, and the note
-mentions mainly the small ones the image misses. Patient position and size,
+mentions mainly the small ones the image misses. The ward a patient lies on
+(a category) sets how likely each finding is. Patient position and size,
 exposure and the note's history and complaint are nuisance.
 
 Example:
 >>> import numpy as np
 >>> findings, cues = medical_cues(np.random.default_rng(0))
 >>> sorted(cues)
-['note', 'radiograph']
+['note', 'radiograph', 'ward']
 """
 
 import numpy as np
@@ -17,8 +18,18 @@ import numpy as np
 from mmkeras.data.demo.drawing import blend, coverage, ellipse, gaussian, grid, to_uint8
 from mmkeras.data.demo.sentences import join_sentences
 
-# Prevalence of each finding, independently.
+# Prevalence of each finding, independently: overall, and on each ward (the
+# wards' share of patients in _WARD_SHARE). A ward's own finding is common there.
 _FINDING_PREVALENCE = {"effusion": 0.25, "nodule": 0.2, "cardiomegaly": 0.25, "pneumonia": 0.3}
+_WARD_PREVALENCE = {
+    "cardiology": {"effusion": 0.35, "nodule": 0.1, "cardiomegaly": 0.6, "pneumonia": 0.15},
+    "respiratory": {"effusion": 0.3, "nodule": 0.15, "cardiomegaly": 0.15, "pneumonia": 0.6},
+    "oncology": {"effusion": 0.35, "nodule": 0.55, "cardiomegaly": 0.1, "pneumonia": 0.15},
+    "emergency": _FINDING_PREVALENCE,
+    "general": {"effusion": 0.15, "nodule": 0.1, "cardiomegaly": 0.15, "pneumonia": 0.2},
+}
+_WARD_SHARE = {"cardiology": 0.2, "respiratory": 0.2, "oncology": 0.15, "emergency": 0.2, "general": 0.25}
+_MISSING_WARD = 0.03
 # Probability that a present finding is clearly visible on the radiograph.
 _FINDING_VISIBLE = {"effusion": 0.55, "nodule": 0.7, "cardiomegaly": 1.0, "pneumonia": 0.4}
 # Probability that the note mentions a finding's cue: (when not visible on the
@@ -173,14 +184,18 @@ def _radiograph(rng, findings, visible, size):
 
 
 def _medical_findings(rng):
-    findings = [f for f, p in _FINDING_PREVALENCE.items() if rng.random() < p]
+    """The patient's ward ("" when the row does not say), findings and what the image shows."""
+    ward = str(rng.choice(list(_WARD_SHARE), p=list(_WARD_SHARE.values())))
+    findings = [f for f, p in _WARD_PREVALENCE[ward].items() if rng.random() < p]
     visible = {f: f in findings and rng.random() < _FINDING_VISIBLE[f] for f in _FINDING_PREVALENCE}
-    return findings, visible
+    recorded_ward = "" if rng.random() < _MISSING_WARD else ward
+    return recorded_ward, findings, visible
 
 
-def _medical_observations(visible, said):
+def _medical_observations(ward, visible, said):
     return {"radiograph": "|".join(f for f in _FINDING_PREVALENCE if visible[f]),
-            "note": "|".join(f"{f}:{said[f]}" for f in _FINDING_PREVALENCE)}
+            "note": "|".join(f"{f}:{said[f]}" for f in _FINDING_PREVALENCE),
+            "ward": ward or "missing"}
 
 
 def medical_cues(rng):
@@ -189,9 +204,9 @@ def medical_cues(rng):
     The same distribution as the examples (not the same random stream: the
     examples also draw pixels and words).
     """
-    findings, visible = _medical_findings(rng)
+    ward, findings, visible = _medical_findings(rng)
     said = {f: _note_statement(rng, f, f in findings, visible[f], _SAMPLE_FILL)[0] for f in _FINDING_PREVALENCE}
-    return "|".join(findings), _medical_observations(visible, said)
+    return "|".join(findings), _medical_observations(ward, visible, said)
 
 
 _SAMPLE_FILL = {"side": "left", "mm": 5, "tenth": 2, "days": 2}
@@ -199,9 +214,9 @@ _SAMPLE_FILL = {"side": "left", "mm": 5, "tenth": 2, "days": 2}
 
 def medical_example(rng, index, image_size):
     """Draws example `index`: its manifest row, its cues, and its files' contents by path."""
-    findings, visible = _medical_findings(rng)
+    ward, findings, visible = _medical_findings(rng)
     radiograph = f"images/{index:05d}.png"
     contents = {radiograph: _radiograph(rng, findings, visible, image_size)}
     note, said = _clinical_note(rng, findings, visible)
-    row = {"radiograph": radiograph, "note": note, "findings": "|".join(findings)}
-    return row, _medical_observations(visible, said), contents
+    row = {"radiograph": radiograph, "note": note, "ward": ward, "findings": "|".join(findings)}
+    return row, _medical_observations(ward, visible, said), contents
