@@ -49,6 +49,7 @@ class AppPlan:
     label: str
     labels: list
     columns: list
+    multi_label: bool = False
 
     def inputs(self):
         """The app.yaml `inputs`, each with the comment that explains it."""
@@ -86,7 +87,11 @@ def plan_app(manifest, label, name=None):
     if label not in columns:
         raise ValueError(f"{manifest}: no label column {label!r}; the columns are {columns} "
                          f"(pass --label with one of them)")
-    labels = [value for value in dict.fromkeys(str(row.get(label) or "").strip() for row in rows) if value]
+    values = [str(row.get(label) or "").strip() for row in rows]
+    # `a|b` is a set of labels (multi-label); an empty one is then "none of them".
+    multi_label = any("|" in value for value in values)
+    parts = [part.strip() for value in values for part in (value.split("|") if multi_label else [value])]
+    labels = [part for part in dict.fromkeys(parts) if part]
     if len(labels) < 2:
         raise ValueError(f"{manifest}: column {label!r} holds {len(labels)} label value(s) {labels}; a "
                          f"classifier needs two at least (is {label!r} the label column?)")
@@ -97,7 +102,7 @@ def plan_app(manifest, label, name=None):
         raise ValueError(f"{manifest}: no column is left to learn from once the label and the skipped "
                          f"columns are set aside: {[(p.column, p.seen) for p in plans]}")
     name = name or _identifier(os.path.splitext(os.path.basename(manifest))[0])
-    return AppPlan(name, manifest, label, labels, plans)
+    return AppPlan(name, manifest, label, labels, plans, multi_label)
 
 
 def _decide(manifest, folder, column, cells):
@@ -153,6 +158,7 @@ def write_app(plan, out_dir):
              f"  manifest: {_flow(manifest)}",
              f"  label_column: {_flow(plan.label)}",
              f"  labels: {_flow(plan.labels)}   # in order of first appearance",
+             *(["  multi_label: true   # a label cell holds |-separated labels"] if plan.multi_label else []),
              "",
              "inputs:"]
     for spec, why in plan.inputs():
@@ -172,7 +178,8 @@ def write_app(plan, out_dir):
 def format_plan(plan):
     """The decisions as text lines, as `mmkeras init` prints them."""
     width = max(len(p.column) for p in plan.columns)
-    lines = [f"{plan.label:<{width}}  label: {len(plan.labels)} classes {plan.labels}"]
+    kind = "multi-label, " if plan.multi_label else ""
+    lines = [f"{plan.label:<{width}}  label: {kind}{len(plan.labels)} classes {plan.labels}"]
     lines += [f"{p.column:<{width}}  {p.decision}: {p.seen}" for p in plan.columns]
     return lines
 

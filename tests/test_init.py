@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from mmkeras.app_from_manifest import plan_app
+from mmkeras.app_from_manifest import plan_app, write_app
 from mmkeras.cli import main as cli_main
 
 LABELS = ["reject", "pass"]
@@ -104,3 +104,12 @@ def test_whole_numbers_that_count_rows_are_skipped_and_few_codes_are_categories(
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     decided = {c.column: c.decision for c in plan_app(tmp_path / "t.csv", "label").columns}
     assert decided == {"row": "skipped", "code": "category", "reading": "sensor"}
+
+
+def test_a_label_column_of_label_sets_makes_a_multi_label_app(tmp_path):
+    rows = ["note,findings"] + [f"the patient note number {i} {'long' * (i % 3)},{['a|b', '', 'b', 'c|a'][i % 4]}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    plan = plan_app(tmp_path / "t.csv", "findings")
+    assert plan.multi_label and plan.labels == ["a", "b", "c"]
+    app = write_app(plan, tmp_path / "app")
+    assert yaml.safe_load(open(app))["data"]["multi_label"] is True
