@@ -168,7 +168,8 @@ def test_input_column_mapping_reads_a_manifest_as_it_is(tmp_path):
     app = load_app(tmp_path)
     examples, _ = app.load_examples(manifest)
     assert len(examples) == 12 and all(p.endswith(".jpg") for p in examples.columns["part_image"])
-    assert [spec.name for spec in app.specs()] == ["part_image", "readings", "machine_sound"]
+    assert [spec.name for spec in app.specs()] == ["part_image", "readings", "machine_sound", "machine",
+                                                   "current_trace"]
     # A bad file is reported under the manifest's own column name.
     os.remove(examples.columns["part_image"][0])
     with pytest.raises(ValueError, match="column 'photo_path': file not found"):
