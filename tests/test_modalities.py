@@ -260,7 +260,7 @@ def test_float_encoders_shapes_with_nan(spec):
         values[2, :4] = np.nan  # steps missing (a short series, padded)
     spec.adapt(values)
     out = encode(spec, values)
-    assert out["pooled"].shape == (4, 16)
+    assert out["pooled"].shape == (4, 32 if len(spec.shape) == 2 else 16)  # a series: mean and max
     assert out["tokens"].shape == (4, spec.shape[0] if len(spec.shape) == 2 else 1, 16)
     np.testing.assert_array_equal(out["presence"].ravel(), [1.0, 0.0, 1.0, 1.0])
     assert np.isfinite(out["pooled"]).all() and np.isfinite(out["tokens"]).all()
@@ -341,7 +341,8 @@ def test_encoder_rebuilt_from_its_config_computes_the_same(case):
                   vocabulary=RESERVED_TOKENS + ["a", "b"]),
     mmk.AudioInput("voice", sample_rate=8000, seconds=0.5, encoder="transformer"),
     mmk.SensorInput("readings", features=["t"], mean=[1.0], variance=[4.0]),
-    mmk.TimeSeriesInput("trace", features=["x", "y"], steps=5, encoder="gru", mean=[1.0, 0.0], variance=[4.0, 1.0]),
+    mmk.TimeSeriesInput("trace", features=["x", "y"], steps=5, encoder="gru", pooling="max", mean=[1.0, 0.0],
+                        variance=[4.0, 1.0]),
     mmk.CategoryInput("machine", max_tokens=10, num_oov_buckets=2, embedding_dim=3, vocabulary=["m1", "m2"]),
 ], ids=lambda spec: spec.kind)
 def test_spec_config_round_trip(spec):

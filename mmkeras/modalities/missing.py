@@ -194,3 +194,24 @@ class StepMask(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(inputs.shape[:2], dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class MaskedMaxPooling1D(keras.layers.Layer):
+    """The largest value over the steps a mask keeps: `[B, T, D]`, `[B, T]` -> `[B, D]`.
+
+    `keras.layers.GlobalMaxPooling1D` takes no mask, so padding would count.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.array([[[1.0], [5.0], [3.0]]], "float32")
+    >>> MaskedMaxPooling1D()(x, np.array([[True, False, True]])).numpy().tolist()
+    [[3.0]]
+    """
+
+    def call(self, inputs, mask):
+        masked = ops.where(ops.expand_dims(mask, -1), inputs, ops.full_like(inputs, -1e9))
+        return ops.max(masked, axis=1)
+
+    def compute_output_spec(self, inputs, mask):
+        return keras.KerasTensor((inputs.shape[0], inputs.shape[2]), dtype=self.compute_dtype)

@@ -7,13 +7,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.modalities.missing import SplitMissingFeatures, StepMask
+from mmkeras.modalities.missing import MaskedMaxPooling1D, SplitMissingFeatures, StepMask
 from mmkeras.modalities.modality import Encoded, Modality, Proposal
 from mmkeras.modalities.column_cells import sampled_files
 from mmkeras.modalities.raw_formats import finite_check, floats_feature, value_range
 from mmkeras.modalities.sensor import nan_statistics
 
 TIMESERIES_ENCODERS = ("cnn", "gru", "transformer")
+POOLINGS = ("avg", "max", "avg_max")
 SERIES_FILES = (".npy", ".csv")
 
 
@@ -40,6 +41,13 @@ class TimeSeriesInput(Modality):
         encoder: `"cnn"` (two 1D convolutions, kernel 5), `"gru"` or
             `"transformer"` (two layers, learned positions).
         hidden_dim: width of the encoder.
+        pooling: how the steps' features become one vector, over the steps
+            that hold a value: `"avg"` (the mean), `"max"` (the strongest
+            response: a spike of 3 steps in 90 is not diluted by the other
+            87) or `"avg_max"` (both, concatenated; the default). The
+            inspection demo's trace alone, 3 seeds, test macro-F1 (its
+            ceiling about 0.69): avg 0.289 / 0.445 / 0.338, max 0.681 /
+            0.695 / 0.665, avg_max 0.689 / 0.668 / 0.657.
         mean, variance: per-feature statistics; learned by `adapt()` (NaN
             ignored) if None.
 
@@ -55,7 +63,8 @@ class TimeSeriesInput(Modality):
 
     kind = "timeseries"
 
-    def __init__(self, name, features, steps=64, encoder="cnn", hidden_dim=64, mean=None, variance=None):
+    def __init__(self, name, features, steps=64, encoder="cnn", hidden_dim=64, pooling="avg_max", mean=None,
+                 variance=None):
         super().__init__(name)
         self.features = [str(f) for f in features]
         if not self.features:
@@ -67,6 +76,9 @@ class TimeSeriesInput(Modality):
             raise ValueError(f"TimeSeriesInput encoder must be one of {TIMESERIES_ENCODERS}. Received: {encoder!r}")
         self.encoder = encoder
         self.hidden_dim = int(hidden_dim)
+        if pooling not in POOLINGS:
+            raise ValueError(f"TimeSeriesInput pooling must be one of {POOLINGS}. Received: {pooling!r}")
+        self.pooling = pooling
         self.mean = None if mean is None else [float(v) for v in mean]
         self.variance = None if variance is None else [float(v) for v in variance]
 
@@ -108,8 +120,7 @@ class TimeSeriesInput(Modality):
                                        name=f"{self.name}_normalize")(x)
         features, presence = SplitMissingFeatures(dtype="float32", name=f"{self.name}_missing")(x)
         tokens = _ENCODERS[self.encoder](features, step_mask, self.hidden_dim, self.name)
-        pooled = keras.layers.GlobalAveragePooling1D(name=f"{self.name}_pool")(tokens, mask=step_mask)
-        return Encoded(pooled, tokens, step_mask, presence)
+        return Encoded(_pool(tokens, step_mask, self.pooling, self.name), tokens, step_mask, presence)
 
     # --- Its path: a manifest cell names a .npy or .csv file; a client sends
     # floats [T, F] per example; the graph crops or pads them to `steps`.
@@ -208,7 +219,7 @@ class TimeSeriesInput(Modality):
 
     def get_config(self):
         return {"name": self.name, "features": self.features, "steps": self.steps, "encoder": self.encoder,
-                "hidden_dim": self.hidden_dim, "mean": self.mean, "variance": self.variance}
+                "hidden_dim": self.hidden_dim, "pooling": self.pooling, "mean": self.mean, "variance": self.variance}
 
 
 def fit_steps(series, steps):
@@ -290,6 +301,17 @@ def _csv_series(text, features):
             raise ValueError(f"line {line} has a value that is not a number: "
                              f"{ {f: row[f] for f in features} }") from None
     return np.asarray(rows, "float32").reshape(-1, len(features))
+
+
+def _pool(tokens, step_mask, pooling, name):
+    """`[B, T, D]` -> `[B, D]` (`[B, 2D]` for avg_max) over the steps `step_mask` keeps, named `<name>_pool`."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(tokens, mask=step_mask)
+    if pooling == "max":
+        return MaskedMaxPooling1D(name=f"{name}_pool")(tokens, step_mask)
+    return keras.layers.Concatenate(name=f"{name}_pool")([
+        keras.layers.GlobalAveragePooling1D(name=f"{name}_avg_pool")(tokens, mask=step_mask),
+        MaskedMaxPooling1D(name=f"{name}_max_pool")(tokens, step_mask)])
 
 
 def _cnn(features, step_mask, width, name):
