@@ -1,8 +1,15 @@
-"""Figure 7: time of `import mmkeras` over time of `import tensorflow, keras`.
+"""Figure 7: time of importing mmkeras's API over time of `import tensorflow,
+keras`; and the `mmkeras` command's start-up.
 
 What: the wall time of each import statement in a fresh Python process (the
-interpreter's own start-up is not in it). mmkeras needs TensorFlow and Keras,
-so the ratio is what the package adds on top of them. Target: <= 1.2.
+interpreter's own start-up is not in it). `import mmkeras` alone is light (the
+API loads on first use), so the statement timed is `from mmkeras import api`,
+what the first `mmk.<name>` loads. mmkeras needs TensorFlow and Keras, so the
+ratio is what the package adds on top of them. Target: <= 1.2.
+The command: `cli_help_s` and `cli_predict_help_s`, the whole wall time of
+`mmkeras --help` and `mmkeras predict --help` (interpreter start-up included),
+median of `runs`; target < 1 s. `cli_imports_tensorflow` says whether either
+loaded TensorFlow (it should not).
 
 How: each run is `python -c "t = perf_counter(); import X; print(perf_counter() - t)"`
 in its own child process, the same interpreter and environment for both
@@ -33,9 +40,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATEMENTS = {"mmkeras": "import mmkeras", "tf_keras": "import tensorflow, keras"}
+STATEMENTS = {"mmkeras": "from mmkeras import api", "tf_keras": "import tensorflow, keras"}
+COMMANDS = {"cli_help_s": ["--help"], "cli_predict_help_s": ["predict", "--help"]}
+# Runs the command as the console script does and says whether TensorFlow was loaded.
+COMMAND = ("import sys; from mmkeras.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+           "print('tensorflow' in sys.modules)")
 TIMER = "import time; t = time.perf_counter(); {}; print(time.perf_counter() - t)"
 
 
@@ -75,7 +87,24 @@ def measure(quick=False, precision="float32", jit=False, runs=None):
     return {"import_ratio": statistics.median(wall),
             "import_mmkeras_s": statistics.median(pair["mmkeras"][0] for pair in pairs),
             "import_tf_keras_s": statistics.median(pair["tf_keras"][0] for pair in pairs),
-            "import_cpu_ratio": statistics.median(cpu)}
+            "import_cpu_ratio": statistics.median(cpu),
+            **command_start_up(runs)}
+
+
+def command_start_up(runs):
+    """`{figure: median seconds}` of each `COMMANDS` entry, whole processes,
+    and `cli_imports_tensorflow`."""
+    figures, imports_tensorflow = {}, False
+    for figure, argv in COMMANDS.items():
+        seconds = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            child = subprocess.run([sys.executable, "-c", COMMAND, *argv], cwd=ROOT, env=_env(),
+                                   capture_output=True, text=True, check=True)
+            seconds.append(time.perf_counter() - start)
+            imports_tensorflow |= child.stdout.split()[-1] == "True"
+        figures[figure] = statistics.median(seconds)
+    return {**figures, "cli_imports_tensorflow": imports_tensorflow}
 
 
 def _self_times(statement):

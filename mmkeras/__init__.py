@@ -8,6 +8,11 @@ Example:
 ...     task=mmk.Classification(labels=["negative", "positive"]),
 ...     adapt_data={"review": ["good phone", "bad battery"]},
 ... )
+
+`import mmkeras` is light: TensorFlow, Keras and every mmkeras layer are
+imported (and registered with Keras) on the first use of a name below, so the
+`mmkeras` command answers `--help`, usage errors and REST predictions without
+them. Reload a `.keras` file with `mmk.load_model(path)`.
 """
 
 import os as _os
@@ -17,28 +22,29 @@ import os as _os
 # warnings and errors still show.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-# Importing `training` registers the losses and metrics `compile_model` uses, so
-# a compiled `.keras` file loads after `import mmkeras` alone.
-from mmkeras import evaluation, serving, training  # noqa: E402
-from mmkeras.backbone_configs import IMAGE_BACKBONES  # noqa: E402
-from mmkeras.builder import build_model, build_unimodal  # noqa: E402
-from mmkeras.export import export  # noqa: E402
-from mmkeras.finetune import unfreeze  # noqa: E402
-from mmkeras.fusion import FUSIONS  # noqa: E402
-from mmkeras.modalities import (MODALITIES, AudioInput, CategoryInput, ImageInput, Modality,  # noqa: E402
-                                SensorInput, TextInput, TimeSeriesInput)
-from mmkeras.modalities.text_encoders import TEXT_ENCODERS  # noqa: E402
-from mmkeras.multimodal_classifier import MultimodalClassifier  # noqa: E402
-from mmkeras.tasks import Classification  # noqa: E402
-
 __version__ = "0.2.0"
 
-# What `import mmkeras as mmk` offers: the builders and specs, export, the
-# training / evaluation / serving kits, and the registries (input kinds,
-# fusions, image backbones, text encoders), each a dict of name -> entry.
+# What `import mmkeras as mmk` offers: the builders and specs, export and
+# load_model, the training / evaluation / serving kits, and the registries
+# (input kinds, fusions, image backbones, text encoders), each a dict of
+# name -> entry. They live in `mmkeras/api.py`.
 __all__ = [
     "AudioInput", "CategoryInput", "Classification", "FUSIONS", "IMAGE_BACKBONES", "ImageInput", "MODALITIES",
     "Modality", "MultimodalClassifier", "SensorInput", "TEXT_ENCODERS", "TextInput", "TimeSeriesInput",
     "build_model", "build_unimodal",
-    "evaluation", "export", "serving", "training", "unfreeze",
+    "evaluation", "export", "load_model", "serving", "training", "unfreeze",
 ]
+
+
+def __getattr__(name):
+    # PEP 562: called only for a name the module does not hold yet.
+    if name not in __all__:
+        raise AttributeError(f"module 'mmkeras' has no attribute {name!r}")
+    from mmkeras import api
+
+    globals().update({public: getattr(api, public) for public in __all__})
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -114,17 +114,24 @@ def _parser():
 
 def _add_serving_commands(commands):
     """`serve`, `predict`, `serving-config`: their modules define the arguments
-    (each also runs alone as `python -m <module>`)."""
-    from mmkeras.serving import client, config, dev_server
+    (each also runs alone as `python -m <module>`). None of these modules imports
+    TensorFlow; `serve` loads the dev server (which does) only when it runs."""
+    from mmkeras.serving import client, config, dev_server_arguments
 
-    for name, module, help in (
-            ("serve", dev_server, "development stand-in for TF Serving (REST + gRPC)"),
-            ("predict", client, "send one example to a served model; prints JSON"),
-            ("serving-config", config, "write TF Serving config (models.config, batching, example "
-                                       "requests) and print the commands that serve it")):
+    for name, arguments, handler, help in (
+            ("serve", dev_server_arguments, _serve, "development stand-in for TF Serving (REST + gRPC)"),
+            ("predict", client, client.run, "send one example to a served model; prints JSON"),
+            ("serving-config", config, config.run, "write TF Serving config (models.config, batching, "
+                                                   "example requests) and print the commands that serve it")):
         command = commands.add_parser(name, help=help, description=help)
-        module.build_arg_parser(command)
-        command.set_defaults(handler=module.run)
+        arguments.build_arg_parser(command)
+        command.set_defaults(handler=handler)
+
+
+def _serve(args):
+    from mmkeras.serving.dev_server import server
+
+    return server.run(args)
 
 
 def _app_command(commands, name, help, training=False):
@@ -186,10 +193,8 @@ def _train(args):
 
 
 def _evaluate(args):
-    import keras
-
-    import mmkeras  # noqa: F401  (registers the layers)
     from mmkeras import evaluation
+    from mmkeras.api import load_model
     from mmkeras.app import load_app
     from mmkeras.data.pipeline import make_dataset
     from mmkeras.data.splits import recorded_test_split
@@ -200,7 +205,7 @@ def _evaluate(args):
         test, _ = app.load_examples(args.data)
     else:
         test = recorded_test_split(app, work_dir)
-    model = keras.saving.load_model(args.model, safe_mode=True)
+    model = load_model(args.model)
     out_dir = args.out or _new_evaluation_dir(work_dir)
     report = evaluation.evaluate(
         model, make_dataset(test, app.specs(), batch_size=app.training.batch_size),
@@ -231,13 +236,11 @@ def _init(args):
 
 
 def _export(args):
-    import keras
-
-    import mmkeras  # noqa: F401  (registers the layers)
+    from mmkeras.api import load_model
     from mmkeras.export import export
 
     # The model's config carries its input specs and labels: nothing else is needed.
-    model = keras.saving.load_model(args.model, safe_mode=True)
+    model = load_model(args.model)
     print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite,
                  serving_version=args.serving_version))
 

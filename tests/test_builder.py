@@ -173,10 +173,10 @@ LOAD_SCRIPT = textwrap.dedent("""
     except Exception as error:
         without = f"{type(error).__name__}: {error}"
 
-    import mmkeras  # noqa: F401  (registers the layers)
+    import mmkeras
     import tensorflow as tf
 
-    model = keras.saving.load_model(path, safe_mode=True)
+    model = mmkeras.load_model(path)  # registers mmkeras's layers, then keras.saving.load_model
     x = dict(np.load(inputs_path))
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(4)
     np.savez(outputs_path, predict=model.predict(dataset, verbose=0), call=model(x).numpy(),

@@ -227,3 +227,46 @@ def test_main_prints_json_and_reports_errors(server, image_file, capsys):
     code = client_module.main(["--server", server.rest_url, "--model", "nope"] + args)
     captured = capsys.readouterr()
     assert code == 1 and "Servable not found" in captured.err
+
+
+# Runs `mmkeras ARGS` as the console script does, in a fresh process, and prints
+# whether TensorFlow was loaded on the last line.
+_COMMAND = """import sys
+from mmkeras.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print(code, file=sys.stderr)
+print('tensorflow' in sys.modules)
+"""
+
+
+def _command(*argv):
+    import subprocess
+
+    child = subprocess.run([sys.executable, "-c", _COMMAND, *map(str, argv)], capture_output=True, text=True,
+                           cwd=Path(__file__).parents[1], timeout=120)
+    *output, loaded = child.stdout.splitlines()
+    return "\n".join(output), child.stderr, loaded == "True"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["serve", "--help"], ["run", "--help"],
+                                  ["serving-config", "--help"], ["data", "validate", "--help"],
+                                  ["run"], ["predict", "--model"]])
+def test_help_and_usage_errors_answer_without_tensorflow(argv):
+    output, errors, loaded_tensorflow = _command(*argv)
+    assert "usage: mmkeras" in output + errors
+    assert not loaded_tensorflow
+
+
+def test_a_rest_prediction_from_the_command_loads_no_tensorflow(server, models, image_file):
+    output, errors, loaded_tensorflow = _command(
+        "predict", "--server", server.rest_url, "--model", "tiny", f"image=@{image_file}", "review=works great",
+        "readings=[0.5, -1.0, 2.0]")
+    assert errors.strip().endswith("0"), errors
+    (printed,) = json.loads(output)
+    reference = {"image": png_bytes(210), "review": "works great", "readings": [0.5, -1.0, 2.0]}
+    expected = local_predict(models / "tiny" / "2", [reference])["probabilities"][0]
+    np.testing.assert_allclose(printed["probabilities"], expected, rtol=1e-6)
+    assert not loaded_tensorflow

@@ -5,7 +5,6 @@ of the calling process, and polls the model folders (and `models.config`)
 like TF Serving. `main` is the `mmkeras serve` command.
 """
 
-import argparse
 import logging
 import signal
 import threading
@@ -20,11 +19,12 @@ from mmkeras.serving.dev_server.grpc_api import PredictionService
 from mmkeras.serving.dev_server.model_registry import ModelRegistry
 from mmkeras.serving.dev_server.rest import RestApi
 from mmkeras.serving.dev_server.rest import RestServer
+# The arguments live apart so that `mmkeras serve --help` needs no TensorFlow.
+from mmkeras.serving.dev_server_arguments import DEFAULT_MAX_BODY_BYTES
+from mmkeras.serving.dev_server_arguments import DEFAULT_THREADS
+from mmkeras.serving.dev_server_arguments import build_arg_parser
 
 _LOG = logging.getLogger("mmkeras.serving")
-
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-DEFAULT_THREADS = 8
 
 
 class DevServer:
@@ -191,33 +191,6 @@ def _import_tf_text_ops():
 
 
 # === mmkeras serve ===
-
-
-def build_arg_parser(parser=None):
-    """Adds the `mmkeras serve` arguments to a parser (or a new one).
-
-    >>> args = build_arg_parser().parse_args(["savedmodels", "--no-grpc"])
-    >>> args.base, args.rest_port, args.no_grpc
-    ('savedmodels', 8501, True)
-    """
-    parser = parser or argparse.ArgumentParser(
-        prog="mmkeras serve",
-        description=(
-            "Development stand-in for TensorFlow Serving (REST + gRPC). "
-            "Production: tensorflow_model_server; see `mmkeras serving-config`."
-        ),
-    )
-    parser.add_argument("base", nargs="?", help="export root: BASE/<model_name>/<version>/")
-    parser.add_argument("--rest-port", type=int, default=8501)
-    parser.add_argument("--grpc-port", type=int, default=8500)
-    parser.add_argument("--no-grpc", action="store_true", help="serve REST only")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--poll-seconds", type=float, default=2.0)
-    parser.add_argument("--model-config-file", help="TF Serving models.config")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help="worker threads of each API: the most requests each answers at once")
-    return parser
 
 
 def main(argv=None):
