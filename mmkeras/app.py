@@ -237,7 +237,8 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             model = build_app_model(app, specs, train)
         fit_options = dict(epochs=epochs or train_config.epochs, class_weight=class_weight,
                            verbose=verbose)
-        _train(model, datasets, app, os.path.join(work_dir, "fused"), fit_options, steps_per_epoch)
+        trainings = {"model": _train(model, datasets, app, os.path.join(work_dir, "fused"), fit_options,
+                                     steps_per_epoch)}
 
     model_path = os.path.join(work_dir, "model.keras")
     model.save(model_path + ".partial.keras")  # a crash mid-save keeps the previous model
@@ -251,9 +252,10 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             with _precision(train_config.precision), distribution.scope():
                 baseline = build_unimodal(spec, _task(app), projection_dim=app.model.projection_dim,
                                           feature_norm=app.model.feature_norm, adapt_data=train.columns)
-            _train(baseline, _only(datasets, spec.name), app,
-                   os.path.join(work_dir, f"baseline_{spec.name}"), fit_options, steps_per_epoch)
-            baseline_models[f"{spec.name} only"] = (baseline, spec.name)
+            name = f"{spec.name} only"
+            trainings[name] = _train(baseline, _only(datasets, spec.name), app,
+                                     os.path.join(work_dir, f"baseline_{spec.name}"), fit_options, steps_per_epoch)
+            baseline_models[name] = (baseline, spec.name)
 
     # === Evaluation ===
     report = evaluation.evaluate(
@@ -261,7 +263,9 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
         normal_label=app.evaluation.normal_label, baselines=baseline_models,
         ceilings=demo_ceilings(app, manifest, test.rows, specs, baseline_models),
         out_dir=os.path.join(work_dir, "report"), tensorboard_dir=os.path.join(work_dir, "fused", "tensorboard"),
-        headline=app.evaluation.headline, seed=seed, verbose=verbose,
+        headline=app.evaluation.headline, seed=seed, training=trainings, verbose=verbose,
+        run={"app": os.path.abspath(app.file), "data": os.path.abspath(manifest), "seed": seed,
+             "split": {"train": len(train), "validation": len(val), "test": len(test), **split.how}},
     )
     table = evaluation.format_results_table(report)
 
@@ -280,6 +284,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
 
 
 def _train(model, datasets, app, out_dir, fit_options, steps_per_epoch):
+    """Compiles and fits `model` as the app says; returns its `training_summary`."""
     from mmkeras import evaluation, training
 
     compile_app_model(model, app, total_steps=fit_options["epochs"] * steps_per_epoch)
@@ -296,6 +301,7 @@ def _train(model, datasets, app, out_dir, fit_options, steps_per_epoch):
     training.fit(model, datasets["train"], datasets["val"], out_dir=out_dir, monitor=monitor,
                  patience=app.training.patience, confusion_matrix=confusion, hparams=hparams,
                  **fit_options)
+    return training.training_summary(out_dir, fit_options["epochs"], app.training.patience)
 
 
 def compile_app_model(model, app, total_steps):

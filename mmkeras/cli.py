@@ -197,7 +197,7 @@ def _evaluate(args):
     from mmkeras.api import load_model
     from mmkeras.app import load_app
     from mmkeras.data.pipeline import make_dataset
-    from mmkeras.data.splits import recorded_test_split
+    from mmkeras.data.splits import SPLIT_FILE, recorded_test_split
 
     app = load_app(args.app)
     work_dir = args.work_dir or os.path.join("runs", app.name)
@@ -211,8 +211,10 @@ def _evaluate(args):
         model, make_dataset(test, app.specs(), batch_size=app.training.batch_size),
         # The app's labels: evaluate refuses a model whose own labels differ.
         labels=app.data.labels, multi_label=app.data.multi_label,
-        normal_label=app.evaluation.normal_label, headline=app.evaluation.headline,
-        out_dir=out_dir)
+        normal_label=app.evaluation.normal_label, headline=app.evaluation.headline, out_dir=out_dir,
+        run={"app": os.path.abspath(app.file),
+             "data": os.path.abspath(args.data) if args.data else
+             f"the test rows recorded in {os.path.abspath(os.path.join(work_dir, SPLIT_FILE))}"})
     print(evaluation.format_results_table(report))
     print(f"report in {out_dir}")
 

@@ -327,8 +327,15 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
         tensorboard_dir=str(tb_dir),
         verbose=0,
     )
-    assert results["headline"] == {"metric": "accuracy", "value": 1.0, "higher_is_better": True}
+    assert results["headline"] == {"metric": "accuracy", "value": 1.0, "higher_is_better": True,
+                                   "interval": [1.0, 1.0]}
     assert results["ablation"]["importance"]["readings"] == pytest.approx(0.5)
+    # Bootstrap intervals, paired on the same resamples: review only is clearly worse, readings only
+    # equal on every resample; without the readings the model falls to chance.
+    low, high = results["ablation"]["importance_interval"]["readings"]
+    assert 0.3 < low < 0.5 < high < 0.7
+    assert results["baselines"]["baselines"]["readings only"]["difference_interval"] == [0.0, 0.0]
+    assert results["baselines"]["baselines"]["review only"]["difference_interval"][0] > 0.2
     assert results["fusion_weights"]["readings"] == pytest.approx(0.75, abs=1e-6)
     compared = results["baselines"]["baselines"]
     assert compared["readings only"]["value"] == pytest.approx(1.0)
@@ -346,7 +353,8 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
     assert saved["metrics"]["confusion_matrix"] == [[24, 0], [0, 24]]
     report = (out_dir / "report.md").read_text()
     for text in ("readings only", "review only", "Modality ablation", "Fusion weights", "baselines.png",
-                 "| metric | model | readings only | review only |", "Per-class metrics: review only"):
+                 "| metric | model | readings only | review only |", "Per-class metrics: review only",
+                 "model better", "no clear difference", "the model needs it"):
         assert text in report
     page = (out_dir / "report.html").read_text()
     assert "review only" in page and page.count("data:image/png;base64,") >= 5

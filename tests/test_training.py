@@ -481,6 +481,10 @@ def test_killed_run_resumes_from_backup(tmp_path, backup_steps, restored_iterati
 
     assert probe.first_epoch == 1
     assert len(history.history["loss"]) == 3
+    # The run's log continues the interrupted one: epoch 0 from before the crash, 1-3 after.
+    summary = training.training_summary(out_dir, epochs=4, patience=None)
+    assert summary["epochs_run"] == 4 and len(summary["curves"]["loss"]) == 4
+    assert summary["curves"]["loss"][1:] == pytest.approx(history.history["loss"])
     assert probe.iterations == 8  # the epoch's first step, whatever the backup's count
     assert int(model.optimizer.iterations.numpy()) == 4 * 8  # 4 epochs: the schedule ends where planned
     assert changed(fresh_weights, probe.weights)  # not from scratch

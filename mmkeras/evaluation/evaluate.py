@@ -7,11 +7,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmkeras.evaluation.bootstrap import LEVEL, RESAMPLES, bootstrap_scores, percentile_interval
 from mmkeras.evaluation.metrics import (
     LOWER_IS_BETTER,
     class_ids,
     classification_metrics,
     default_headline,
+    headline_metric,
     headline_value,
 )
 from mmkeras.evaluation.plots import write_plots
@@ -20,9 +22,9 @@ from mmkeras.tasks import decision_threshold, task_of
 from mmkeras.evaluation.report import fractions_of_ceiling, json_clean, write_report
 from mmkeras.evaluation.robustness import (
     DEFAULT_ROBUSTNESS_PROBABILITIES,
+    ablated_probabilities,
     ablation,
     fusion_weights,
-    headline_scorer,
     robustness,
 )
 from mmkeras.evaluation.tensorboard import write_tensorboard
@@ -92,15 +94,40 @@ def _unimodal_prob(model, inputs, input_name, batch_size):
     return as_predict_fn(model, batch_size)({input_name: inputs[input_name]})
 
 
+def _intervals(y_true, scored, metric, seed):
+    """Bootstrap intervals of the headline, of model - baseline and of each
+    ablation importance, all on the same resamples. `scored`: `{"model" |
+    ("baseline", name) | ("without", modality): (y_prob, score)}`."""
+    samples = bootstrap_scores(y_true, scored, seed=seed)
+    model = samples["model"]
+    # Importance is how much worse without the input: lower-is-better metrics flip the sign.
+    worse = (lambda reduced: reduced - model) if metric in LOWER_IS_BETTER else (lambda reduced: model - reduced)
+    return {"model": percentile_interval(model),
+            "difference": {key[1]: percentile_interval(model - samples[key]) for key in samples
+                           if key[0] == "baseline"},
+            "importance": {key[1]: percentile_interval(worse(samples[key])) for key in samples
+                           if key[0] == "without"}}
+
+
+def _headline_score(metric, labels, multi_label, normal_label, threshold):
+    """`(y_true, y_prob) -> the headline`, for the bootstrap's resamples."""
+    def score(y_true, y_prob):
+        return headline_metric(y_true, np.clip(y_prob, 0, 1), metric, labels, multi_label, normal_label,
+                               threshold)
+
+    return score
+
+
 def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None, baselines=None,
              ceilings=None, out_dir=None, tensorboard_dir=None, headline=None,
              robustness_probabilities=DEFAULT_ROBUSTNESS_PROBABILITIES, seed=0, batch_size=32,
-             max_examples=None, verbose="auto"):
+             max_examples=None, training=None, run=None, verbose="auto"):
     """Evaluates a multimodal classifier and writes a report.
 
     Runs `model` on `dataset`, then computes `classification_metrics`, the
     modality ablation, missing-modality robustness, fusion weights and the
-    comparison with unimodal `baselines` on the headline metric. The examples
+    comparison with unimodal `baselines` on the headline metric, each with a
+    95% bootstrap interval (`bootstrap.py`; differences paired). The examples
     are held in memory (the ablation re-runs the model on them), so cap large
     sets with `max_examples`.
 
@@ -127,11 +154,17 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         seed: seed of the robustness masks.
         batch_size: prediction batch size.
         max_examples: evaluate at most this many examples.
+        training: `{"model" | baseline name: training.training_summary(...)}`:
+            the report shows learning curves, epochs and best epochs.
+        run: `{"app", "data", "split": {"train", "validation", "test", "how"},
+            "seed"}` or part of it: what the report says was run on what.
         verbose: "auto" (progress bar on a terminal), 0 or 1.
 
     Returns:
-        A JSON-clean dict: `headline`, `metrics`, `ablation`, `robustness`,
-        `fusion_weights`, `baselines`, `notes` (and `files` when `out_dir`).
+        A JSON-clean dict: `headline` (with its `interval`), `metrics`,
+        `ablation` (with `importance_interval`), `robustness`,
+        `fusion_weights`, `baselines` (each with `difference_interval`),
+        `bootstrap`, `training`, `run`, `notes` (and `files` when `out_dir`).
 
     Example:
     >>> results = evaluate(model, val_ds, out_dir="runs/eval")  # doctest: +SKIP
@@ -170,23 +203,32 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
     metrics = classification_metrics(y_true, y_prob, labels, multi_label, normal_label, threshold)
     value = headline_value(metrics, metric)
     y_true = np.asarray(y_true).astype(np.int64)
-    scorer = headline_scorer(y_true, labels, metric, multi_label, normal_label, threshold)
+    score = _headline_score(metric, labels, multi_label, normal_label, threshold)
 
-    ablated = ablation(predict_fn, inputs, y_prob, scorer, metric, on_pass=advance)
+    def scorer(probabilities):
+        return score(y_true, probabilities)
+
+    without = ablated_probabilities(predict_fn, inputs, on_pass=advance)
+    ablated = ablation(y_prob, without, scorer, metric)
     robust = robustness(predict_fn, inputs, y_prob, scorer, metric, robustness_probabilities, seed,
                         on_pass=advance)
     weights = fusion_weights(model, inputs, batch_size)
     if weights is None:
-        notes.append("The model exposes no fusion weights (no 'fusion' layer whose modality_weights "
-                     "gives them).")
+        notes.append("This model's fusion gives no weight per input (it combines them without weighing "
+                     "them), so the report has no fusion-weight table; the modality ablation shows what "
+                     "each input is worth.")
 
+    scored = {"model": (y_prob, score), **{("without", n): (p, score) for n, p in without.items()}}
     comparison = None
     if baselines:
         comparison = {"metric": metric, "model": value, "baselines": {}}
         for name, (baseline_model, input_name) in baselines.items():
             prob = _unimodal_prob(baseline_model, all_inputs, input_name, batch_size)
+            baseline_threshold = decision_threshold(baseline_model)
             baseline_metrics = classification_metrics(y_true, prob, labels, multi_label, normal_label,
-                                                      decision_threshold(baseline_model))
+                                                      baseline_threshold)
+            scored[("baseline", name)] = (prob, _headline_score(metric, labels, multi_label, normal_label,
+                                                                baseline_threshold))
             baseline_value = headline_value(baseline_metrics, metric)
             advance()
             comparison["baselines"][name] = {
@@ -196,19 +238,27 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
                 "metrics": baseline_metrics,
             }
 
+    intervals = _intervals(y_true, scored, metric, seed)
+    ablated["importance_interval"] = intervals["importance"]
+    for name, interval in intervals["difference"].items():
+        comparison["baselines"][name]["difference_interval"] = interval
     results = {
         "num_examples": int(len(y_true)),
         "labels": labels,
         "modalities": modalities,
         "multi_label": bool(multi_label),
         "normal_label": normal_label,
-        "headline": {"metric": metric, "value": value, "higher_is_better": metric not in LOWER_IS_BETTER},
+        "headline": {"metric": metric, "value": value, "higher_is_better": metric not in LOWER_IS_BETTER,
+                     "interval": intervals["model"]},
         "metrics": metrics,
         "ablation": ablated,
         "robustness": robust,
         "fusion_weights": weights,
         "baselines": comparison,
         "ceilings": fractions_of_ceiling(ceilings, metric, value, comparison),
+        "bootstrap": {"resamples": RESAMPLES, "level": LEVEL, "seed": seed},
+        "training": training,
+        "run": run,
         "notes": notes + robust.pop("notes"),
     }
     results = json_clean(results)

@@ -30,6 +30,39 @@ def _signed(value):
     return "n/a" if value is None else f"{value:+.3f}"
 
 
+def _interval(interval, signed=False):
+    """`"0.880 to 0.940"` of a bootstrap interval, "" when there is none."""
+    if not interval:
+        return ""
+    text = _signed if signed else _fmt
+    return f"{text(interval[0])} to {text(interval[1])}"
+
+
+def _verdict(interval, higher_is_better, better, worse, neither="no clear difference"):
+    """Plain words for a difference's interval: which side it lies on, if any."""
+    if not interval:
+        return ""
+    low, high = interval
+    if low > 0:
+        return better if higher_is_better else worse
+    if high < 0:
+        return worse if higher_is_better else better
+    return neither
+
+
+_ENDINGS = {
+    "stopped_early": "stopped early: no gain in {patience} epochs",
+    "still_improving": "still improving at the last epoch: more epochs may help",
+    "ran_all": "ran every epoch; the best came before the end",
+}
+
+
+def _ending(summary):
+    key = ("stopped_early" if summary["stopped_early"] else
+           "still_improving" if summary["still_improving"] else "ran_all")
+    return _ENDINGS[key].format(patience=summary["patience"])
+
+
 _SCALAR_METRICS = ["accuracy", "subset_accuracy", "macro_f1", "roc_auc_macro", "pr_auc_macro",
                    "sensitivity_at_specificity_macro", "ece", "miss_rate", "false_alarm_rate"]
 
@@ -58,12 +91,17 @@ def _report_sections(results):
     plots = results.get("files", {}).get("plots", {})
     metric = headline["metric"]
     sections = []
+    if results.get("run"):
+        sections.append(("Run", [("text", _run_text(results["run"]))]))
+    interval = headline.get("interval")
     summary = [
-        ("text", f"{results['num_examples']} examples; task: "
+        ("text", f"{results['num_examples']} test examples; task: "
                  f"{'multi-label' if results['multi_label'] else 'single-label'}; "
                  f"labels: {', '.join(results['labels'])}."),
         ("text", f"Headline metric: {metric} = {_fmt(headline['value'])}"
-                 f"{' (lower is better)' if metric in LOWER_IS_BETTER else ''}."),
+                 f"{' (lower is better)' if metric in LOWER_IS_BETTER else ''}"
+                 + (f"; {_level(results)} interval {_interval(interval)}: the range a new test set of "
+                    f"this size would likely give." if interval else ".")),
     ]
     # Every metric of the model and of each unimodal baseline, side by side.
     every_model = {"model": metrics, **{name: b["metrics"] for name, b in _baselines(results).items()}}
@@ -71,10 +109,16 @@ def _report_sections(results):
     summary.append(("table", ["metric", *every_model], rows))
     sections.append(("Summary", summary))
 
+    if results.get("training"):
+        sections.append(("Training", _training_blocks(results["training"], plots)))
+
     baselines = results["baselines"]
     if baselines:
         header, rows = comparison_rows(results)
-        blocks = [("table", header, rows)]
+        blocks = [("text", f"model - baseline: the difference on the same test examples, with its "
+                           f"{_level(results)} interval; a difference whose interval holds 0 may be "
+                           "noise."),
+                  ("table", header, rows)]
         if "baselines" in plots:
             blocks.append(("image", plots["baselines"]))
         sections.append(("Model vs unimodal baselines", blocks))
@@ -110,12 +154,16 @@ def _report_sections(results):
 
     ablation = results["ablation"]
     if ablation:
-        rows = [[name, _fmt(ablation["missing"][name]), _signed(ablation["importance"][name])]
+        intervals = ablation.get("importance_interval") or {}
+        rows = [[name, _fmt(ablation["missing"][name]), _signed(ablation["importance"][name]),
+                 _interval(intervals.get(name), signed=True),
+                 _verdict(intervals.get(name), True, "the model needs it", "better without it",
+                          "no clear effect")]
                 for name in ablation["missing"]]
         blocks = [("text", f"{metric} with all modalities: {_fmt(ablation['full'])}. Each row marks one "
                            "modality missing in every example; importance is how much worse the "
-                           "model gets without it."),
-                  ("table", ["modality", f"{metric} without it", "importance"], rows)]
+                           f"model gets without it, with its {_level(results)} interval."),
+                  ("table", ["modality", f"{metric} without it", "importance", "interval", "verdict"], rows)]
         if "modality_ablation" in plots:
             blocks.append(("image", plots["modality_ablation"]))
         sections.append(("Modality ablation", blocks))
@@ -143,6 +191,47 @@ def _report_sections(results):
     if notes:
         sections.append(("Notes", [("text", note) for note in notes]))
     return sections
+
+
+def _level(results):
+    bootstrap = results.get("bootstrap") or {"level": 0.95}
+    return f"{bootstrap['level']:.0%}"
+
+
+def _run_text(run):
+    """One paragraph: which app, which data, how it was split, which seed."""
+    parts = []
+    if run.get("app"):
+        parts.append(f"App config: {run['app']}.")
+    if run.get("data"):
+        parts.append(f"Data: {run['data']}.")
+    split = run.get("split")
+    if split:
+        how = {"manifest": "as the manifest's split column says", "stratified": "stratified by class",
+               "random": "at random"}.get(split.get("method"), "")
+        parts.append(f"Split{' ' + how if how else ''}: {split['train']} train / {split['validation']} "
+                     f"validation / {split['test']} test examples"
+                     + (f" ({split['note']})." if split.get("note") else "."))
+    if run.get("seed") is not None:
+        parts.append(f"Seed {run['seed']}.")
+    return " ".join(parts)
+
+
+def _training_blocks(training, plots):
+    """A table of each model's epochs and how its training ended, and the learning curves."""
+    rows = []
+    for name, summary in training.items():
+        if summary is None:
+            continue
+        rows.append([name, f"{summary['epochs_run']} of {summary['epochs_planned']}",
+                     _fmt(summary["best_epoch"]), f"{summary['monitor']} {_fmt(summary['best_value'])}",
+                     _ending(summary)])
+    blocks = [("text", "The weights kept are the best epoch's (by the validation metric shown); the "
+                       "curves show training (solid) and validation (dashed) per epoch."),
+              ("table", ["model", "epochs run", "best epoch", "best validation", "how it ended"], rows)]
+    if "learning_curves" in plots:
+        blocks.append(("image", plots["learning_curves"]))
+    return blocks
 
 
 def _markdown(sections):
@@ -230,17 +319,27 @@ def fractions_of_ceiling(ceilings, metric, value, comparison):
 
 def comparison_rows(results):
     """`(header, rows)`: the model and each baseline on the headline metric,
-    with the ceiling the data allows and the fraction reached, when known."""
+    with the paired difference and its interval where there are baselines,
+    and the ceiling the data allows and the fraction reached, when known."""
     metric, value = results["headline"]["metric"], results["headline"]["value"]
+    higher_is_better = results["headline"]["higher_is_better"]
     ceilings = results.get("ceilings") or {}
-    rows = [["model (all modalities)", ", ".join(results["modalities"]), value, None, "model"]]
-    for name, b in _baselines(results).items():
-        rows.append([name, b["input"], b["value"], b["model_minus_baseline"], name])
-    header = ["model", "inputs", metric, "model - baseline"]
-    table = [[name, inputs, _fmt(v), "" if d is None else _signed(d)] for name, inputs, v, d, _ in rows]
+    baselines = _baselines(results)
+    header = ["model", "inputs", metric]
+    table = [["model (all modalities)", ", ".join(results["modalities"]), _fmt(value)]]
+    keys = ["model"]
+    if baselines:
+        header += ["model - baseline", "interval", "verdict"]
+        table[0] += ["", "", ""]
+        for name, b in baselines.items():
+            interval = b.get("difference_interval")
+            table.append([name, b["input"], _fmt(b["value"]), _signed(b["model_minus_baseline"]),
+                          _interval(interval, signed=True),
+                          _verdict(interval, higher_is_better, "model better", "baseline better")])
+            keys.append(name)
     if ceilings:
         header += ["ceiling", "of ceiling"]
-        for row, (*_, key) in zip(table, rows):
+        for row, key in zip(table, keys):
             ceiling = ceilings.get(key) or {}
             row += [_fmt(ceiling.get("value")), _fmt(ceiling.get("fraction"))]
     return header, table

@@ -87,14 +87,14 @@ def headline_scorer(y_true, labels, metric, multi_label, normal_label, threshold
     return score
 
 
-def _score(predict_fn, inputs, scorer, context):
+def _predicted(predict_fn, inputs, context):
     y_prob = np.asarray(predict_fn(inputs), dtype=np.float64)
     if np.isnan(y_prob).any():
         raise ValueError(
             f"The model returned NaN probabilities {context}. A model evaluated with "
             "missing modalities must replace NaN inputs before its encoders."
         )
-    return scorer(y_prob)
+    return y_prob
 
 
 def _labels_for(labels, y_prob):
@@ -104,13 +104,19 @@ def _labels_for(labels, y_prob):
 # === Modality ablation ===
 
 
-def ablation(predict_fn, inputs, full_prob, scorer, metric, on_pass):
-    """`modality_ablation` from the full-input probabilities; `on_pass()` after each model pass."""
-    full = scorer(full_prob)
-    missing = {}
+def ablated_probabilities(predict_fn, inputs, on_pass):
+    """`{modality: probabilities with it missing in every example}`; `on_pass()` after each pass."""
+    probabilities = {}
     for name in inputs:
-        missing[name] = _score(predict_fn, mark_missing(inputs, name), scorer, f"with {name!r} missing")
+        probabilities[name] = _predicted(predict_fn, mark_missing(inputs, name), f"with {name!r} missing")
         on_pass()
+    return probabilities
+
+
+def ablation(full_prob, ablated, scorer, metric):
+    """`modality_ablation` from the full-input and the `ablated_probabilities`."""
+    full = scorer(full_prob)
+    missing = {name: scorer(y_prob) for name, y_prob in ablated.items()}
     return {
         "metric": metric,
         "full": full,
@@ -150,7 +156,7 @@ def modality_ablation(predict_fn, inputs, y_true, *, labels=None, metric=None, m
     labels = _labels_for(labels, full_prob)
     metric = metric or default_headline(multi_label)
     scorer = headline_scorer(y_true, labels, metric, multi_label, normal_label)
-    return ablation(predict_fn, inputs, full_prob, scorer, metric, on_pass=lambda: None)
+    return ablation(full_prob, ablated_probabilities(predict_fn, inputs, on_pass=lambda: None), scorer, metric)
 
 
 # === Missing-modality robustness ===
@@ -209,7 +215,7 @@ def robustness(predict_fn, inputs, full_prob, scorer, metric, probabilities, see
             if drop[:, v].any():
                 dropped = mark_missing(dropped, name, drop[:, v])
         if drop.any():
-            value = _score(predict_fn, dropped, scorer, f"with modalities dropped at p={p}")
+            value = scorer(_predicted(predict_fn, dropped, f"with modalities dropped at p={p}"))
             on_pass()
         else:
             value = scorer(full_prob)

@@ -12,6 +12,7 @@ A run directory written by `callbacks()` / `fit()` looks like:
 out_dir/
   checkpoints/best.keras   best model so far (by `monitor`)
   checkpoints/best.json    its epoch and monitored value
+  history.csv              every epoch's logs (`training_summary` reads it)
   backup/                  BackupAndRestore state; deleted when fit completes
   tensorboard/             scalars (+ hparams)
   workers/<type>_<i>/      the same, for non-chief multi-worker tasks
@@ -25,7 +26,8 @@ from mmkeras.training.compile import (SparseCategoricalCrossentropyWithSmoothing
 from mmkeras.training.determinism import enable_determinism
 from mmkeras.training.distribution import set_precision, strategy
 from mmkeras.training.fit import fit, with_labels_for
+from mmkeras.training.history import training_summary
 
 __all__ = ["SparseCategoricalCrossentropyWithSmoothing", "callbacks", "class_weights", "compile_model",
            "enable_determinism", "fit", "monitor_note", "set_precision", "strategy", "validation_monitor",
-           "warmup_cosine", "with_labels_for"]
+           "training_summary", "warmup_cosine", "with_labels_for"]

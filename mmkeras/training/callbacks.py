@@ -10,6 +10,8 @@ from mmkeras.tasks import LABEL_OUTPUT, aux_output_names, is_multi_label
 
 
 _BACKUP_METADATA = "training_metadata.json"  # what keras.callbacks.BackupAndRestore writes
+HISTORY_FILE = "history.csv"
+BEST_RECORD = os.path.join("checkpoints", "best.json")
 
 
 def _backup_epoch(backup_dir):
@@ -110,14 +112,29 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = max(resumed_epoch - record["epoch"], 0)
 
 
+class _RunLog(keras.callbacks.CSVLogger):
+    """`CSVLogger` of every epoch's logs to `history.csv`: a resumed run
+    continues the interrupted run's file, a new run starts a new one.
+    `training.training_summary` reads it (a resumed epoch is logged twice; the
+    later row counts)."""
+
+    def __init__(self, filename, backup_dir):
+        super().__init__(filename, append=True)
+        self.backup_dir = backup_dir
+
+    def on_train_begin(self, logs=None):
+        self.append = _backup_epoch(self.backup_dir) is not None
+        super().on_train_begin(logs)
+
+
 def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
               confusion_matrix=None, hparams=None, backup_every_steps=None):
     """The callbacks a resumable, monitored training run needs.
 
     In order: `BackupAndRestore` (first, so the restored state is what the
     others see), `TerminateOnNaN`, a best-only checkpoint
-    `out_dir/checkpoints/best.keras`, `EarlyStopping(restore_best_weights=True)`,
-    then optionally `TensorBoard`, a TensorBoard hparams record and the
+    `out_dir/checkpoints/best.keras`, a log of every epoch `out_dir/history.csv`,
+    `EarlyStopping(restore_best_weights=True)`, then optionally `TensorBoard`, a TensorBoard hparams record and the
     confusion-matrix callback. Re-running the same script with the same
     `out_dir` after a crash resumes at the interrupted epoch, with the
     weights and optimizer state of the last backup; the best checkpoint and
@@ -150,7 +167,7 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in callbacks(tempfile.mkdtemp(), tensorboard=False)]
-    ['_EpochAndStepBackup', 'TerminateOnNaN', '_BestCheckpoint', '_ResumableEarlyStopping']
+    ['_EpochAndStepBackup', 'TerminateOnNaN', '_BestCheckpoint', '_RunLog', '_ResumableEarlyStopping']
     """
     if confusion_matrix is not None and not isinstance(confusion_matrix, keras.callbacks.Callback):
         raise TypeError("Expected confusion_matrix to be a keras.callbacks.Callback; "
@@ -161,11 +178,12 @@ def callbacks(out_dir, *, monitor="val_loss", patience=5, tensorboard=True,
     run_dir = _task_dir(os.fspath(out_dir))
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     backup_dir = os.path.join(run_dir, "backup")
-    best = _BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, backup_dir)
+    best = _BestCheckpoint(os.path.join(run_dir, os.path.splitext(BEST_RECORD)[0] + ".keras"), monitor, backup_dir)
     result = [
         _EpochAndStepBackup(backup_dir, steps=backup_every_steps and int(backup_every_steps)),
         keras.callbacks.TerminateOnNaN(),
         best,
+        _RunLog(os.path.join(run_dir, HISTORY_FILE), backup_dir),
     ]
     if patience is not None:
         result.append(_ResumableEarlyStopping(monitor, patience, best.record_path, backup_dir))
