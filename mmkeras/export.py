@@ -2,7 +2,9 @@
 
 `serving_default` takes what clients hold (encoded image bytes, WAV bytes,
 strings, floats) and decodes it with the same functions as the training
-pipeline; `serve_decoded` takes decoded tensors. A version is written beside
+pipeline; `serve_decoded` takes decoded tensors; `explain` takes the same raw
+inputs and adds each modality's contribution to the prediction
+(`mmkeras/explain.py`). A version is written beside
 its final folder, checked (ops, parity with `model.predict`), then renamed
 into place, so a TF Serving polling `base_dir` never sees half a version.
 """
@@ -21,6 +23,7 @@ import tensorflow as tf
 
 from mmkeras import modalities, savedmodel
 from mmkeras.data.decode import decode_batch
+from mmkeras.explain import explain_batch, reference_contributions
 from mmkeras.multimodal_classifier import MultimodalClassifier
 from mmkeras.tasks import label_output
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION, check_serving_ops, serving_minor
@@ -172,6 +175,15 @@ def _write_saved_model(model, export_dir):
     decoded_signature = {name: tf.TensorSpec(model.input[name].shape, model.input[name].dtype, name=name)
                          for name in raw}
     archive.add_endpoint("serve_decoded", predict, input_signature=[decoded_signature])
+
+    def explain(inputs):
+        out = explain_batch(model, decode_batch(inputs, model.specs))
+        contributions = out["modality_contributions"]
+        named = {f"contribution_{spec.name}": contributions[:, m] for m, spec in enumerate(model.specs)}
+        return {**_postprocess(out["probabilities"], labels, task.multi_label, task.threshold),
+                "modality_contributions": contributions, **named}
+
+    archive.add_endpoint(savedmodel.EXPLAIN_SIGNATURE, explain, input_signature=[raw])
     archive.write_out(export_dir, verbose=False)
 
 
@@ -206,19 +218,27 @@ def _batch(examples, specs):
 
 
 def check_parity(model, specs, export_dir, examples):
-    """Saved signature on raw bytes vs `model.predict` on the same decoded inputs."""
-    raw = _batch(examples, specs)
-    loaded = tf.saved_model.load(export_dir)
-    served = loaded.signatures[savedmodel.DEFAULT_SIGNATURE](
-        **{name: tf.constant(value) for name, value in raw.items()})["probabilities"].numpy()
-    decoded = {name: value.numpy() for name, value in decode_batch(
-        {name: tf.constant(value) for name, value in raw.items()}, specs).items()}
+    """Saved signatures on raw bytes vs `model.predict` on the same decoded
+    inputs: `serving_default`'s probabilities, and `explain`'s probabilities
+    and contributions (against `explain.reference_contributions`)."""
+    raw = {name: tf.constant(value) for name, value in _batch(examples, specs).items()}
+    signatures = tf.saved_model.load(export_dir).signatures
+    served = signatures[savedmodel.DEFAULT_SIGNATURE](**raw)["probabilities"].numpy()
+    decoded = {name: value.numpy() for name, value in decode_batch(raw, specs).items()}
     expected = label_output(model.predict(_as_dataset(decoded), verbose=0))
     difference = float(np.max(np.abs(served - expected)))
     if not difference <= PARITY_TOLERANCE:
         raise ExportError(f"Parity check failed: the SavedModel and model.predict differ by "
                           f"{difference:.2e} (tolerance {PARITY_TOLERANCE:g}).")
-    return difference
+    explained = signatures[savedmodel.EXPLAIN_SIGNATURE](**raw)
+    explain_difference = max(
+        float(np.max(np.abs(explained["probabilities"].numpy() - served))),
+        float(np.max(np.abs(explained["modality_contributions"].numpy()
+                            - reference_contributions(model, decoded)))))
+    if not explain_difference <= PARITY_TOLERANCE:
+        raise ExportError(f"Parity check failed: the explain signature differs from model.predict by "
+                          f"{explain_difference:.2e} (tolerance {PARITY_TOLERANCE:g}).")
+    return max(difference, explain_difference)
 
 
 def _as_dataset(decoded):
@@ -234,7 +254,13 @@ def _write_metadata(export_dir, model, version, metrics, serving_version):
         "version": version,
         "inputs": [{k: v for k, v in modalities.to_config(spec).items() if k != "vocabulary"}
                    for spec in model.specs],
-        "signatures": {"serving_default": "raw client inputs", "serve_decoded": "decoded tensors"},
+        "signatures": {"serving_default": "raw client inputs", "serve_decoded": "decoded tensors",
+                       savedmodel.EXPLAIN_SIGNATURE: "raw client inputs; also each modality's contribution "
+                                          "(M + 1 forward passes)"},
+        # The columns of the explain signature's `modality_contributions`.
+        "explain": {"modalities": [spec.name for spec in model.specs],
+                    "contribution": "the predicted class's probability with every input minus without "
+                                    "this one (0 where the request left it out)"},
         # The TF Serving release whose ops the export was checked against.
         "serving_version": serving_version,
         "versions": {"mmkeras": _mmkeras_version(), "tensorflow": tf.__version__,

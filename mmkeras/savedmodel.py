@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 
 DEFAULT_SIGNATURE = "serving_default"
+# Beside serving_default in every export: the same inputs, plus each modality's contribution.
+EXPLAIN_SIGNATURE = "explain"
 SERVE_TAG = "serve"
 # Written by export beside the SavedModel; TF Serving ignores assets.extra/.
 METADATA_FILE = Path("assets.extra") / "mmkeras.json"

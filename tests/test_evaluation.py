@@ -337,6 +337,10 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
     assert results["baselines"]["baselines"]["readings only"]["difference_interval"] == [0.0, 0.0]
     assert results["baselines"]["baselines"]["review only"]["difference_interval"][0] > 0.2
     assert results["fusion_weights"]["readings"] == pytest.approx(0.75, abs=1e-6)
+    # The model decides by the readings: they carry the predictions, the review adds little.
+    explained = results["explanations"]
+    assert explained["mean"]["readings"] > 0.2 > abs(explained["mean"]["review"])
+    assert [e["correct"] for e in explained["examples"]] == [True] * 4  # no mistakes to show
     compared = results["baselines"]["baselines"]
     assert compared["readings only"]["value"] == pytest.approx(1.0)
     assert compared["review only"]["model_minus_baseline"] > 0.3
@@ -346,7 +350,7 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
         assert entry["metrics"]["accuracy"] == pytest.approx(entry["value"])
 
     names = {"metrics.json", "report.md", "report.html", "confusion_matrix.png", "reliability_diagram.png",
-             "roc_curves.png", "modality_ablation.png", "baselines.png", "robustness.png"}
+             "roc_curves.png", "modality_ablation.png", "baselines.png", "robustness.png", "contributions.png"}
     assert names <= set(os.listdir(out_dir))
     saved = json.loads((out_dir / "metrics.json").read_text(),
                        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
@@ -354,7 +358,7 @@ def test_evaluate_writes_report_and_compares_baselines(tmp_path):
     report = (out_dir / "report.md").read_text()
     for text in ("readings only", "review only", "Modality ablation", "Fusion weights", "baselines.png",
                  "| metric | model | readings only | review only |", "Per-class metrics: review only",
-                 "model better", "no clear difference", "the model needs it"):
+                 "model better", "no clear difference", "the model needs it", "Why the model decided"):
         assert text in report
     page = (out_dir / "report.html").read_text()
     assert "review only" in page and page.count("data:image/png;base64,") >= 5

@@ -17,6 +17,7 @@ import tensorflow as tf
 import mmkeras as mmk
 from mmkeras.data.decode import decode_batch
 from mmkeras.export import ExportError, export, synthetic_inputs
+from mmkeras.explain import reference_contributions
 from mmkeras.serving import DevServer
 from mmkeras.serving.op_check import check_serving_ops
 
@@ -53,6 +54,7 @@ def test_export_writes_version_one_with_metadata_and_warmup(exported):
     assert [i["name"] for i in metadata["inputs"]] == ["photo", "review", "voice", "readings"]
     assert metadata["versions"]["tensorflow"] == tf.__version__
     assert metadata["serving_version"] == "2.20"
+    assert metadata["explain"]["modalities"] == ["photo", "review", "voice", "readings"]
     assert os.path.getsize(os.path.join(path, "assets.extra", "tf_serving_warmup_requests")) > 0
     assert check_serving_ops(path) == []
 
@@ -93,10 +95,13 @@ FRESH_PROCESS = textwrap.dedent("""
     raw = json.load(open(inputs_file))
     inputs = {k: tf.constant([bytes.fromhex(v) for v in vals]) if k in ("photo", "voice")
               else tf.constant(vals) for k, vals in raw.items()}
-    outputs = tf.saved_model.load(path).signatures["serving_default"](**inputs)
+    signatures = tf.saved_model.load(path).signatures
+    outputs = signatures["serving_default"](**inputs)
+    explained = signatures["explain"](**inputs)
     leaked = [m for m in sys.modules if m.split(".")[0] in ("mmkeras", "keras_hub", "keras_cv", "tensorflow_io")]
     print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(),
                       "classes": [c.decode() for c in outputs["classes"].numpy()],
+                      "explained": {k: v.numpy().tolist() for k, v in explained.items() if k != "classes"},
                       "leaked": leaked}))
 """)
 
@@ -119,6 +124,20 @@ def test_fresh_process_with_only_tf_and_tf_text_matches_predict(exported, tmp_pa
     expected = model.predict(tf.data.Dataset.from_tensor_slices(decoded).batch(4), verbose=0)
     np.testing.assert_allclose(served["probabilities"], expected, atol=1e-4)
     assert served["classes"] == [LABELS[i] for i in expected.argmax(axis=1)]
+
+    # The explain signature: the same probabilities, and per modality the predicted class's
+    # probability with it minus without it; 0 for the modality each example 1-3 lacks.
+    explained = served["explained"]
+    np.testing.assert_allclose(explained["probabilities"], served["probabilities"], atol=1e-6)
+    contributions = np.array(explained["modality_contributions"])
+    assert contributions.shape == (4, len(specs))
+    for example in (1, 2, 3):
+        assert contributions[example, example % len(specs)] == 0.0
+    reference = reference_contributions(model, {k: v.numpy() for k, v in decoded.items()})
+    np.testing.assert_allclose(contributions, reference, atol=1e-4)
+    assert np.abs(contributions[0]).max() > 0  # a complete example: the inputs do move the prediction
+    for m, spec in enumerate(specs):
+        np.testing.assert_allclose(explained[f"contribution_{spec.name}"], contributions[:, m])
 
 
 def test_missing_inputs_are_served_and_serve_decoded_agrees(exported):
@@ -278,9 +297,9 @@ def test_export_records_its_target_and_refuses_ops_the_target_lacks(exported, tm
 
 
 INTERRUPTED = textwrap.dedent("""
-    import os, sys
+    import importlib, os, sys
     import mmkeras as mmk, numpy as np
-    export_module = sys.modules["mmkeras.export"]  # `mmkeras.export` the attribute is the function
+    export_module = importlib.import_module("mmkeras.export")  # `mmk.export` is the function
     spec = mmk.SensorInput("readings", features=["a", "b"], mean=[0, 0], variance=[1, 1])
     model = mmk.build_unimodal(spec, mmk.Classification(["x", "y"]))
     def crash(*args, **kwargs):
@@ -354,3 +373,36 @@ def test_an_export_target_that_is_a_file_is_a_clean_error(tmp_path):
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(ExportError, match="Could not write the export into"):
         export(mmk.build_unimodal(spec, mmk.Classification(["x", "y"])), tmp_path / "taken", warmup=False)
+
+
+def test_the_dev_server_and_the_client_answer_the_explain_signature(exported, tmp_path, capsys):
+    """`"signature_name": "explain"` over REST and gRPC, and `mmkeras predict --explain`: the
+    contributions of a complete example, 0 for the input it leaves out."""
+    from mmkeras.serving import Client
+    from mmkeras.serving.client import build_arg_parser, run
+
+    model, specs, path = exported
+    complete = synthetic_inputs(specs, count=1, seed=5)[0]
+    without_review = {**complete, "review": None}  # the client fills the missing value
+    with DevServer(os.path.dirname(os.path.dirname(path)), rest_port=0, grpc_port=0, poll_seconds=0) as server:
+        answers = []
+        for protocol, target in (("rest", server.rest_url), ("grpc", server.grpc_target)):
+            with Client(target, "sentiment", protocol=protocol) as client:
+                answers.append(client.predict([complete, without_review], signature_name="explain"))
+        image = tmp_path / "photo.png"
+        image.write_bytes(complete["photo"])
+        sound = tmp_path / "voice.wav"
+        sound.write_bytes(complete["voice"])
+        args = build_arg_parser().parse_args([
+            f"photo=@{image}", f"review={complete['review']}", f"voice=@{sound}",
+            f"readings={json.dumps(complete['readings'])}", "--server", server.rest_url, "--model", "sentiment",
+            "--explain"])
+        assert run(args) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    assert set(printed) >= {"probabilities", "classes", "modality_contributions", "contribution_voice"}
+    rest, grpc = answers
+    for answer in (rest, grpc):
+        assert len(answer[0]["modality_contributions"]) == len(specs)
+        assert answer[1]["contribution_review"] == 0.0 and answer[1]["modality_contributions"][1] == 0.0
+        np.testing.assert_allclose(answer[0]["modality_contributions"], rest[0]["modality_contributions"], atol=1e-6)
+    assert answer[0]["contribution_photo"] == pytest.approx(answer[0]["modality_contributions"][0])

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmkeras.evaluation.explanations import explanations
 from mmkeras.evaluation.bootstrap import LEVEL, RESAMPLES, bootstrap_scores, percentile_interval
 from mmkeras.evaluation.metrics import (
     LOWER_IS_BETTER,
@@ -163,7 +164,8 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
     Returns:
         A JSON-clean dict: `headline` (with its `interval`), `metrics`,
         `ablation` (with `importance_interval`), `robustness`,
-        `fusion_weights`, `baselines` (each with `difference_interval`),
+        `fusion_weights`, `explanations` (each modality's contribution to the
+        predictions: means, and the most confident mistakes and right answers), `baselines` (each with `difference_interval`),
         `bootstrap`, `training`, `run`, `notes` (and `files` when `out_dir`).
 
     Example:
@@ -254,6 +256,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         "ablation": ablated,
         "robustness": robust,
         "fusion_weights": weights,
+        "explanations": explanations(y_true, y_prob, without, inputs, labels, multi_label),
         "baselines": comparison,
         "ceilings": fractions_of_ceiling(ceilings, metric, value, comparison),
         "bootstrap": {"resamples": RESAMPLES, "level": LEVEL, "seed": seed},

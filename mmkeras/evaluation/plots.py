@@ -137,6 +137,34 @@ def learning_curves_figure(training):
     return figure
 
 
+def contributions_figure(examples, modalities):
+    """One bar chart per example: each modality's contribution to its prediction.
+
+    Example:
+    >>> example = {"index": 3, "true": "ok", "predicted": "dent", "confidence": 0.9, "correct": False,
+    ...            "contributions": {"photo": 0.4, "note": -0.1}}
+    >>> contributions_figure([example], ["photo", "note"]).axes[0].get_title()
+    '#3: dent (0.90), true ok'
+    """
+    columns = min(4, len(examples))
+    rows = -(-len(examples) // columns)
+    figure = _figure(3.2 * columns, 0.5 * len(modalities) * rows + 1.2 * rows)
+    grid = figure.subplots(rows, columns, squeeze=False, sharex=True)
+    limit = max(0.05, *(abs(v) for e in examples for v in e["contributions"].values()))
+    for axes, example in zip(grid.flat, examples):
+        values = [example["contributions"][name] for name in modalities]
+        axes.barh(modalities, values, color=["C2" if v >= 0 else "C3" for v in values])
+        axes.axvline(0, color="k", linewidth=0.5)
+        axes.set_xlim(-limit * 1.1, limit * 1.1)
+        axes.invert_yaxis()
+        axes.set_title(f"#{example['index']}: {example['predicted']} ({example['confidence']:.2f}), "
+                       f"true {example['true']}", fontsize=8, color="black" if example["correct"] else "C3")
+        axes.tick_params(labelsize=7)
+    for axes in list(grid.flat)[len(examples):]:
+        axes.set_visible(False)
+    return figure
+
+
 def write_plots(results, y_true, y_prob, out_dir):
     """Writes the PNGs of `evaluate`'s results into `out_dir`; returns {plot name: file name}."""
     labels, multi_label = results["labels"], results["multi_label"]
@@ -153,6 +181,9 @@ def write_plots(results, y_true, y_prob, out_dir):
         )
     if results["robustness"] and len(results["robustness"]["results"]) > 1:
         figures["robustness"] = _robustness_figure(results["robustness"])
+    explained = results.get("explanations")
+    if explained and explained["examples"]:
+        figures["contributions"] = contributions_figure(explained["examples"], explained["modalities"])
     training = {name: summary for name, summary in (results.get("training") or {}).items() if summary}
     if training:
         figures["learning_curves"] = learning_curves_figure(training)

@@ -183,6 +183,9 @@ def _report_sections(results):
             blocks.append(("image", plots["robustness"]))
         sections.append(("Missing-modality robustness", blocks))
 
+    if results.get("explanations"):
+        sections.append(("Why the model decided", _explanation_blocks(results["explanations"], plots)))
+
     if results["fusion_weights"]:
         rows = [[name, _fmt(w)] for name, w in results["fusion_weights"].items()]
         sections.append(("Fusion weights", [("text", "Mean weight the fusion layer gives each modality."),
@@ -231,6 +234,28 @@ def _training_blocks(training, plots):
               ("table", ["model", "epochs run", "best epoch", "best validation", "how it ended"], rows)]
     if "learning_curves" in plots:
         blocks.append(("image", plots["learning_curves"]))
+    return blocks
+
+
+def _explanation_blocks(explained, plots):
+    """Mean contributions per predicted class, and the examples shown."""
+    names = explained["modalities"]
+    means = [["every example", *(_signed(explained["mean"][n]) for n in names)]]
+    means += [[f"predicted {label}", *(_signed(values[n]) for n in names)]
+              for label, values in explained["mean_by_predicted_class"].items()]
+    examples = [[f"#{e['index']}", e["true"], e["predicted"], _fmt(e["confidence"]),
+                 "right" if e["correct"] else "wrong", *(_signed(e["contributions"][n]) for n in names)]
+                for e in explained["examples"]]
+    blocks = [("text", "A modality's contribution to an example: the predicted class's probability with "
+                       "every input minus without that one (the model's own answer without it, as the "
+                       "SavedModel's `explain` signature serves it; 0 where the example lacks the input). "
+                       "Mean contributions:"),
+              ("table", ["examples", *names], means),
+              ("text", "The most confident mistakes and the most confident right answers (test example "
+                       "numbers):"),
+              ("table", ["example", "true", "predicted", "confidence", "", *names], examples)]
+    if "contributions" in plots:
+        blocks.append(("image", plots["contributions"]))
     return blocks
 
 

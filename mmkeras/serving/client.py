@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from mmkeras.savedmodel import DEFAULT_SIGNATURE
+from mmkeras.savedmodel import DEFAULT_SIGNATURE, EXPLAIN_SIGNATURE
 from mmkeras.serving.errors import ServingError
 from mmkeras.serving.payloads import encode_examples  # noqa: F401 (imported from here)
 from mmkeras.serving.payloads import python_value
@@ -298,6 +298,9 @@ def build_arg_parser(parser=None):
     parser.add_argument("--version", type=int)
     parser.add_argument("--label")
     parser.add_argument("--signature", default=DEFAULT_SIGNATURE)
+    parser.add_argument("--explain", action="store_true",
+                        help=f"call the {EXPLAIN_SIGNATURE!r} signature: the prediction and each input's "
+                             "contribution to it (the predicted class's probability with it minus without it)")
     parser.add_argument("--timeout", type=float, default=30.0)
     return parser
 
@@ -332,7 +335,8 @@ def run(args, example=None):
             label=args.label,
             timeout=args.timeout,
         ) as client:
-            results = client.predict(example, signature_name=args.signature)
+            signature = EXPLAIN_SIGNATURE if args.explain else args.signature
+            results = client.predict(example, signature_name=signature)
     except (ServingError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
