@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmkeras.evaluation.attributions import occlusion_attributions
 from mmkeras.evaluation.explanations import explanations
 from mmkeras.evaluation.bootstrap import LEVEL, RESAMPLES, bootstrap_scores, percentile_interval
 from mmkeras.evaluation.metrics import (
@@ -108,6 +109,17 @@ def _intervals(y_true, scored, metric, seed):
                            if key[0] == "baseline"},
             "importance": {key[1]: percentile_interval(worse(samples[key])) for key in samples
                            if key[0] == "without"}}
+
+
+def _explained(model, predict_fn, inputs, y_true, y_prob, without, labels, multi_label):
+    """`explanations`, with each shown example's `attributions` where the
+    model's specs say how to cut its inputs into parts."""
+    explained = explanations(y_true, y_prob, without, inputs, labels, multi_label)
+    specs = getattr(model, "specs", None)
+    for example in explained["examples"] if specs else []:
+        example["attributions"] = occlusion_attributions(predict_fn, inputs, example["index"], specs,
+                                                         target=labels.index(example["predicted"]))
+    return explained
 
 
 def _headline_score(metric, labels, multi_label, normal_label, threshold):
@@ -256,7 +268,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         "ablation": ablated,
         "robustness": robust,
         "fusion_weights": weights,
-        "explanations": explanations(y_true, y_prob, without, inputs, labels, multi_label),
+        "explanations": _explained(model, predict_fn, inputs, y_true, y_prob, without, labels, multi_label),
         "baselines": comparison,
         "ceilings": fractions_of_ceiling(ceilings, metric, value, comparison),
         "bootstrap": {"resamples": RESAMPLES, "level": LEVEL, "seed": seed},
@@ -269,7 +281,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         bar.update(num_passes)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-        plots = write_plots(results, y_true, np.clip(y_prob, 0, 1), out_dir)
+        plots = write_plots(results, y_true, np.clip(y_prob, 0, 1), out_dir, inputs)
         results["files"] = {"metrics": "metrics.json", "report_md": "report.md",
                             "report_html": "report.html", "plots": plots}
         write_report(results, out_dir)

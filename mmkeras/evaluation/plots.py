@@ -165,8 +165,86 @@ def contributions_figure(examples, modalities):
     return figure
 
 
-def write_plots(results, y_true, y_prob, out_dir):
-    """Writes the PNGs of `evaluate`'s results into `out_dir`; returns {plot name: file name}."""
+def _colour(score, limit):
+    from matplotlib import colormaps
+
+    return colormaps["coolwarm"](0.5 + 0.5 * np.clip(score / limit, -1, 1))
+
+
+def _draw_image(axes, value, attribution, limit):
+    cells = attribution["parts"]
+    grid = np.zeros((max(r for r, _ in cells) + 1, max(c for _, c in cells) + 1))
+    for (r, c), score in zip(cells, attribution["scores"]):
+        grid[r, c] = score
+    height, width = value.shape[:2]
+    axes.imshow(np.clip(value / 255.0, 0, 1))
+    axes.imshow(grid, cmap="coolwarm", vmin=-limit, vmax=limit, alpha=0.45, extent=(0, width, height, 0),
+                interpolation="nearest")
+    axes.set_axis_off()
+
+
+def _draw_words(axes, value, attribution, limit, per_line=36):
+    # Monospace words on coloured boxes, wrapped by characters: the highlighted text.
+    x, y = 0, 0
+    for word, score in zip(attribution["parts"], attribution["scores"]):
+        if x and x + len(word) > per_line:
+            x, y = 0, y + 1
+        axes.text(x / per_line, 1 - 0.09 * (y + 1), word, family="monospace", fontsize=8,
+                  bbox=dict(facecolor=_colour(score, limit), edgecolor="none", pad=1))
+        x += len(word) + 1
+    axes.set_axis_off()
+
+
+def _draw_time(axes, value, attribution, limit):
+    seconds = attribution["parts"][-1][1]
+    axes.plot(np.linspace(0, seconds, len(value)), value, color="0.3", linewidth=0.3)
+    for (start, end), score in zip(attribution["parts"], attribution["scores"]):
+        axes.axvspan(start, end, color=_colour(score, limit), alpha=0.6, linewidth=0)
+    axes.set(xlabel="seconds", yticks=[])
+
+
+def _draw_features(axes, value, attribution, limit):
+    scores = attribution["scores"]
+    axes.barh(attribution["parts"], scores, color=[_colour(s, limit) for s in scores])
+    axes.axvline(0, color="k", linewidth=0.5)
+    axes.invert_yaxis()
+    axes.tick_params(labelsize=7)
+
+
+_DRAW = {"image": _draw_image, "words": _draw_words, "time": _draw_time, "features": _draw_features}
+
+
+def example_figure(example, values):
+    """One example: its modality contributions, then each input's part scores
+    drawn on the input (red: hiding the part lowers the predicted class's
+    probability; blue: raises it).
+
+    Args:
+        example: an entry of `explanations(...)["examples"]`, with `attributions`.
+        values: `{modality: the example's decoded value}`.
+    """
+    attributions = example.get("attributions") or {}
+    figure = _figure(3.3 * (1 + len(attributions)), 3.0)
+    panels = figure.subplots(1, 1 + len(attributions), squeeze=False)[0]
+    names = list(example["contributions"])
+    contributions = [example["contributions"][n] for n in names]
+    panels[0].barh(names, contributions, color=["C2" if v >= 0 else "C3" for v in contributions])
+    panels[0].axvline(0, color="k", linewidth=0.5)
+    panels[0].invert_yaxis()
+    panels[0].set_title("modality contributions", fontsize=8)
+    panels[0].tick_params(labelsize=7)
+    for axes, (name, attribution) in zip(panels[1:], attributions.items()):
+        limit = max(1e-3, *np.abs(attribution["scores"]))
+        _DRAW[attribution["layout"]](axes, values[name], attribution, limit)
+        axes.set_title(f"{name} (max {limit:.3f})", fontsize=8)
+    figure.suptitle(f"#{example['index']}: {example['predicted']} ({example['confidence']:.2f}), "
+                    f"true {example['true']}", fontsize=9, color="black" if example["correct"] else "C3")
+    return figure
+
+
+def write_plots(results, y_true, y_prob, out_dir, inputs=None):
+    """Writes the PNGs of `evaluate`'s results into `out_dir`; returns {plot name: file name}.
+    `inputs` (the decoded examples) lets each shown example's parts be drawn on it."""
     labels, multi_label = results["labels"], results["multi_label"]
     metrics, metric = results["metrics"], results["headline"]["metric"]
     figures = {}
@@ -184,6 +262,9 @@ def write_plots(results, y_true, y_prob, out_dir):
     explained = results.get("explanations")
     if explained and explained["examples"]:
         figures["contributions"] = contributions_figure(explained["examples"], explained["modalities"])
+        for example in explained["examples"] if inputs is not None else []:
+            values = {name: value[example["index"]] for name, value in inputs.items()}
+            figures[f"example_{example['index']}"] = example_figure(example, values)
     training = {name: summary for name, summary in (results.get("training") or {}).items() if summary}
     if training:
         figures["learning_curves"] = learning_curves_figure(training)

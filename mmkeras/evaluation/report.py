@@ -256,6 +256,12 @@ def _explanation_blocks(explained, plots):
               ("table", ["example", "true", "predicted", "confidence", "", *names], examples)]
     if "contributions" in plots:
         blocks.append(("image", plots["contributions"]))
+    shown = [e for e in explained["examples"] if f"example_{e['index']}" in plots]
+    if shown:
+        blocks.append(("text", "Where in each input: every part (image cell, word, stretch of sound, feature) "
+                               "scored by how much hiding it lowers the predicted class's probability "
+                               "(red: the prediction rests on it; blue: it argues against)."))
+        blocks += [("image", plots[f"example_{e['index']}"]) for e in shown]
     return blocks
 
 

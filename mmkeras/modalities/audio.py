@@ -13,7 +13,7 @@ from mmkeras.modalities.audio_pretrained import (
     check_pretrained_spec,
     pretrained_audio_tokens,
 )
-from mmkeras.modalities.modality import Encoded, Modality, Proposal
+from mmkeras.modalities.modality import Encoded, Modality, Occlusions, Proposal
 from mmkeras.modalities.missing import PresentBatchNormalization, SplitMissing, TokenMask
 from mmkeras.modalities.column_cells import sampled_files, starts_with
 from mmkeras.modalities.raw_formats import FileBytesRaw, value_range
@@ -216,6 +216,17 @@ class AudioInput(FileBytesRaw, Modality):
 
     def decoded_bytes(self):
         return 4 * self.num_samples
+
+    def occlusions(self, value, windows=16):
+        """Each of `windows` equal spans of the clip silenced."""
+        edges = np.linspace(0, len(value), windows + 1, dtype=int)
+        parts, copies = [], []
+        for start, end in zip(edges[:-1], edges[1:]):
+            copy = value.copy()
+            copy[start:end] = 0.0
+            parts.append((float(start / self.sample_rate), float(end / self.sample_rate)))
+            copies.append(copy)
+        return Occlusions("time", parts, np.stack(copies))
 
     def get_config(self):
         return {"name": self.name, "sample_rate": self.sample_rate, "seconds": self.seconds,

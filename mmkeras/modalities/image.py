@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from mmkeras.data.decode import DEFAULT_MAX_PIXELS, decode_image
 from mmkeras.modalities import image_augment
-from mmkeras.modalities.modality import Encoded, Modality, Proposal
+from mmkeras.modalities.modality import Encoded, Modality, Occlusions, Proposal
 from mmkeras.modalities.missing import SplitMissing, TokenMask
 from mmkeras.modalities.column_cells import sampled_files, starts_with
 from mmkeras.modalities.raw_formats import FileBytesRaw, value_range
@@ -171,6 +171,19 @@ class ImageInput(FileBytesRaw, Modality):
 
     def decode(self, raw):
         return decode_image(raw, self.size, self.name, self.max_pixels)
+
+    def occlusions(self, value, grid=6):
+        """Each cell of a `grid` x `grid` grid painted in the image's mean colour."""
+        height, width = value.shape[:2]
+        rows, columns = np.linspace(0, height, grid + 1, dtype=int), np.linspace(0, width, grid + 1, dtype=int)
+        parts, copies = [], []
+        for r in range(grid):
+            for c in range(grid):
+                copy = value.copy()
+                copy[rows[r]:rows[r + 1], columns[c]:columns[c + 1]] = value.mean(axis=(0, 1))
+                parts.append((r, c))
+                copies.append(copy)
+        return Occlusions("image", parts, np.stack(copies))
 
     def decoded_spec(self):
         return tf.TensorSpec((*self.size, 3), tf.float32)

@@ -24,6 +24,12 @@ Encoded = collections.namedtuple("Encoded", ["pooled", "tokens", "token_mask", "
 Proposal = collections.namedtuple("Proposal", ["fit", "config", "seen", "identifies_rows"],
                                   defaults=[False])
 
+# The parts of one decoded example an attribution scores (`Modality.occlusions`):
+# `copies[k]` is the example with part k hidden; `layout` says how the report
+# draws the scores: "image" (`parts` are the (row, column) cells of a grid),
+# "words", "time" (windows in order, `parts` their spans) or "features".
+Occlusions = collections.namedtuple("Occlusions", ["layout", "parts", "copies"])
+
 
 class Modality:
     """Base class of the input kinds (`ImageInput`, `TextInput`, ...).
@@ -157,6 +163,14 @@ class Modality:
 
     def batch_augmenter(self, seed):
         """None, or `inputs -> inputs` applied to training batches in the pipeline."""
+        return None
+
+    # --- Explanations --------------------------------------------------------
+
+    def occlusions(self, value):
+        """`Occlusions` of one decoded example (a NumPy value), or None for an
+        input that is one indivisible value (a category): the report scores
+        each part by how much hiding it lowers the predicted class's probability."""
         return None
 
     # --- TFRecords ---------------------------------------------------------

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mmkeras.modalities.modality import Encoded, Modality, Proposal
+from mmkeras.modalities.modality import Encoded, Modality, Occlusions, Proposal
 from mmkeras.modalities.missing import TextPresence
 from mmkeras.modalities.column_cells import numbers, present_cells
 from mmkeras.modalities.raw_formats import StringRaw, value_range
@@ -175,6 +175,15 @@ class TextInput(StringRaw, Modality):
 
     def synthetic_raw(self, rng):
         return "a sample sentence for the export check"
+
+    def occlusions(self, value, max_words=60):
+        """Each of the first `max_words` words removed from the text."""
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        words = text.split()[:max_words]
+        if not words:
+            return None
+        copies = [" ".join(words[:k] + words[k + 1:]) for k in range(len(words))]
+        return Occlusions("words", words, np.array(copies, dtype=object))
 
     def get_config(self):
         return {"name": self.name, "encoder": self.encoder, "sequence_length": self.sequence_length,

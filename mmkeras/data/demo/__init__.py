@@ -136,5 +136,6 @@ def generate(app, out_dir, num_examples=600, seed=0, image_size=64):
             write(out_dir / path, content)
         rows.append(row)
         cues.append({"row": index + 1, **example_cues, "label": row[DEMO_APPS[app].label_column]})
-    _write_csv(out_dir / CUES_NAME, ["row", *DEMO_APPS[app].cue_sources, "label"], cues)
+    demo_app = DEMO_APPS[app]
+    _write_csv(out_dir / CUES_NAME, ["row", *demo_app.cue_sources, *demo_app.cue_locations, "label"], cues)
     return _write_csv(out_dir / MANIFEST_NAME, list(DEMO_APPS[app].columns), rows)

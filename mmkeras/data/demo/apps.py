@@ -23,6 +23,11 @@ class DemoApp:
             `labels` (possibly empty) instead of one class.
         cue_sources: each source of a hidden cue -> the manifest columns that
             show it (the three sensor readings show one signature).
+        cue_locations: more columns of `cues.csv` that say where a cue lies
+            in its input (what the attribution benchmark checks attributions
+            against): `review_cue_words` (positions of the opinion words of
+            the review's cue phrases), `part_image_region` (the drawn defect's bounding box, `y0
+            x0 y1 x1` in pixels, end excluded; empty without one).
 
     Example:
     >>> DEMO_APPS["inspection"].columns_of_kind("sensor")
@@ -35,6 +40,7 @@ class DemoApp:
     labels: tuple
     cue_sources: dict
     multi_label: bool = False
+    cue_locations: tuple = ()
 
     def columns_of_kind(self, kind):
         """Returns the column names whose kind is `kind`, in manifest order."""
@@ -48,6 +54,7 @@ DEMO_APPS = {
         label_column="label",
         labels=("negative", "neutral", "positive"),
         cue_sources={"review": ("review",), "photo": ("photo",), "voice": ("voice",)},
+        cue_locations=("review_cue_words",),
     ),
     "medical": DemoApp(
         name="medical",
@@ -76,6 +83,7 @@ DEMO_APPS = {
                      "machine_sound": ("machine_sound",),
                      "machine": ("machine",),
                      "current_trace": ("current_trace",)},
+        cue_locations=("part_image_region",),
     ),
 }
 

@@ -89,6 +89,7 @@ def _part_image(rng, defect, size):
             if 0.15 < np.hypot(py - cy, px - cx) < radius - 0.08:
                 return py, px
 
+    drawn = np.zeros(part.shape)  # where the defect is, for its recorded region
     if defect == "scratch":
         py, px = on_part()
         angle, length = rng.uniform(0, np.pi), rng.uniform(0.18, 0.35)
@@ -96,6 +97,7 @@ def _part_image(rng, defect, size):
         points = np.concatenate([py + u * np.sin(angle), px + u * np.cos(angle)], axis=1)
         line = coverage(polyline_distance(yy, xx, points) - 0.6 / size, size) * part
         image = image + rng.choice([-1.0, 1.0]) * rng.uniform(35, 50) * line[..., None]
+        drawn = line
     elif defect == "dent":
         py, px = on_part()
         sigma = rng.uniform(0.035, 0.055)
@@ -103,6 +105,7 @@ def _part_image(rng, defect, size):
         # Lit on one side, shadowed on the other, like a shallow crater.
         relief = ((yy - py) * np.sin(light) + (xx - px) * np.cos(light)) / sigma * blob
         image = image + (40.0 * relief - 15.0 * blob)[..., None] * part[..., None]
+        drawn = blob * part
     elif defect == "contamination":
         residue = np.array([(120, 82, 40), (78, 128, 62), (60, 70, 120)][int(rng.integers(3))])
         for _ in range(int(rng.integers(3, 7))):
@@ -110,9 +113,19 @@ def _part_image(rng, defect, size):
             spot_r = rng.uniform(0.015, 0.035)
             spot = ellipse(yy, xx, py, px, spot_r, spot_r * rng.uniform(0.7, 1.3), size)
             image = blend(image, residue, spot * part * rng.uniform(0.45, 0.65))
+            drawn = np.maximum(drawn, spot * part)
 
     image = image + rng.normal(0.0, 5.0, size=image.shape)
-    return to_uint8(image)
+    return to_uint8(image), _region(drawn)
+
+
+def _region(drawn, share=0.25):
+    """`"y0 x0 y1 x1"`: the pixels where the defect is drawn at `share` of its
+    strongest or more (end excluded); "" where no defect is drawn."""
+    rows, columns = np.nonzero(drawn >= share * drawn.max()) if drawn.max() > 0 else ((), ())
+    if not len(rows):
+        return ""
+    return f"{rows.min()} {columns.min()} {rows.max() + 1} {columns.max() + 1}"
 
 
 def _sensor_readings(rng, load, defect):
@@ -247,8 +260,8 @@ def inspection_example(rng, index, image_size):
     current_trace = f"traces/{index:05d}.{'npy' if index % 2 else 'csv'}"
     # Drawn in this order (image, sound, readings, trace, what is missing): the order of
     # the random draws is the data.
-    contents = {part_image: _part_image(rng, camera, image_size),
-                machine_sound: _machine_sound(rng, load, microphone)}
+    image, region = _part_image(rng, camera, image_size)
+    contents = {part_image: image, machine_sound: _machine_sound(rng, load, microphone)}
     row = {"part_image": part_image, "machine_sound": machine_sound, "label": label}
     row.update(_sensor_readings(rng, load, sensors))
     series = _current_trace(rng, load, trace)
@@ -260,4 +273,5 @@ def inspection_example(rng, index, image_size):
     else:
         row["current_trace"] = current_trace
         contents[current_trace] = series
-    return row, _inspection_observations(machine, camera, sensors, microphone, trace, missing), contents
+    cues = _inspection_observations(machine, camera, sensors, microphone, trace, missing)
+    return row, {**cues, "part_image_region": region}, contents

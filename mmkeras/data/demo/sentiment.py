@@ -90,7 +90,18 @@ def _sentiment_cue_phrase(rng, cue):
     return str(rng.choice(options))
 
 
+# Besides the opinion word lists, the cue phrases' fixed words that carry or flip an opinion.
+_CUE_PHRASE_WORDS = frozenset(("love", "recommend", "not", "returned", "nothing", "special", "job"))
+
+
+def _is_cue_word(word):
+    word = word.strip(",.").lower()
+    return word in _CUE_PHRASE_WORDS or word in (*_POSITIVE_WORDS, *_NEGATIVE_WORDS, *_NEUTRAL_WORDS)
+
+
 def _sentiment_review(rng, cue):
+    """The review's text, and the positions (in `text.split()`) of the words that
+    carry its cue: the opinion words of its cue phrases (`_is_cue_word`)."""
     fillers = [
         str(rng.choice(_FILLERS)).format(
             product=rng.choice(_PRODUCTS),
@@ -106,10 +117,16 @@ def _sentiment_review(rng, cue):
     rng.shuffle(sentences)
     if rng.random() < 0.4:
         sentences.insert(0, str(rng.choice(_NOISE_WORDS)))
+    is_cue = [sentence in cues for sentence in sentences]
     if rng.random() < 0.3:
         index = int(rng.integers(len(sentences)))
         sentences[index] = add_typo(rng, sentences[index])
-    return join_sentences(sentences)
+    positions, start = [], 0
+    for sentence, cue_sentence in zip(sentences, is_cue):
+        words = sentence.split()
+        positions += [start + k for k, word in enumerate(words) if cue_sentence and _is_cue_word(word)]
+        start += len(words)
+    return join_sentences(sentences), positions
 
 
 # Neutral studio backdrops, so that the light's colour stays visible.
@@ -213,5 +230,6 @@ def sentiment_example(rng, index, image_size):
     # Drawn in this order (photo, voice, review): the order of the random draws is the data.
     contents = {photo: _sentiment_photo(rng, cues["photo"], image_size),
                 voice: _sentiment_voice(rng, cues["voice"])}
-    review = _sentiment_review(rng, cues["review"])
+    review, cue_words = _sentiment_review(rng, cues["review"])
+    cues = {**cues, "review_cue_words": " ".join(map(str, cue_words))}
     return {"review": review, "photo": photo, "voice": voice, "label": label}, cues, contents
