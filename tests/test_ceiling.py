@@ -27,9 +27,10 @@ def test_cues_are_recorded_per_manifest_row_beside_the_manifest(generated, app):
     demo_app = demo.DEMO_APPS[app]
     assert [int(c["row"]) for c in cues] == list(range(1, len(manifest) + 1))
     assert [c["label"] for c in cues] == [row[demo_app.label_column] for row in manifest]
-    assert set(cues[0]) == {"row", "label", *demo_app.cue_sources}
+    assert set(cues[0]) == {"row", "label", *demo_app.cue_sources, *demo_app.cue_locations}
     # The manifest a model reads holds no cue column.
     assert not set(manifest[0]) & (set(demo_app.cue_sources) - set(demo_app.columns))
+    assert not set(manifest[0]) & set(demo_app.cue_locations)
 
 
 def exact_sentiment_accuracy(sources):
