@@ -5,6 +5,7 @@
     mmkeras run apps/sentiment --fusion concat --epochs 30 --set training.patience=20
     mmkeras train apps/sentiment --data manifest.csv
     mmkeras evaluate apps/sentiment --model runs/sentiment/model.keras
+    mmkeras explain apps/sentiment --rows 3 17     # why the model decided, for manifest rows
     mmkeras export runs/sentiment/model.keras savedmodels/sentiment
     mmkeras data validate apps/sentiment --data manifest.csv
     mmkeras data to-tfrecord apps/sentiment --data manifest.csv --out data/tfrecords
@@ -88,6 +89,16 @@ def _parser():
     evaluate.add_argument("--out", help="report folder (default: a new <work-dir>/evaluations/<n>; "
                                         "the run's own report is never overwritten)")
     evaluate.set_defaults(handler=_evaluate)
+
+    explain = commands.add_parser("explain", help="why the model decided, for chosen manifest rows",
+                                  description="Write the report's explanation page (what each input added to "
+                                              "the prediction, and where in each input) for manifest rows.")
+    explain.add_argument("app", help="an app folder (apps/<name>) or its app.yaml")
+    explain.add_argument("--rows", type=int, nargs="+", required=True, help="manifest row numbers (from 1)")
+    explain.add_argument("--model", help="a .keras file (default: runs/<app>/model.keras)")
+    explain.add_argument("--data", help="the manifest (default: the one the run recorded)")
+    explain.add_argument("--out", help="output folder (default: runs/<app>/explain)")
+    explain.set_defaults(handler=_explain)
 
     export = commands.add_parser("export", help="export a .keras model as a TF Serving SavedModel")
     export.add_argument("model", help="a .keras file")
@@ -217,6 +228,34 @@ def _evaluate(args):
              f"the test rows recorded in {os.path.abspath(os.path.join(work_dir, SPLIT_FILE))}"})
     print(evaluation.format_results_table(report))
     print(f"report in {out_dir}")
+
+
+def _explain(args):
+    import json
+
+    import numpy as np
+
+    from mmkeras.api import load_model
+    from mmkeras.app import load_app
+    from mmkeras.data.splits import SPLIT_FILE, subset
+    from mmkeras.evaluation.explain_rows import explain_rows
+
+    app = load_app(args.app)
+    work_dir = os.path.join("runs", app.name)
+    manifest = args.data
+    if manifest is None:
+        with open(os.path.join(work_dir, SPLIT_FILE)) as f:
+            manifest = json.load(f)["manifest"]
+    examples, _ = app.load_examples(manifest)
+    position = {row: i for i, row in enumerate(examples.rows)}
+    unknown = [row for row in args.rows if row not in position]
+    if unknown:
+        raise ValueError(f"--rows: {unknown} are not data rows of {manifest} (rows {examples.rows[0]}-"
+                         f"{examples.rows[-1]}).")
+    out_dir = args.out or os.path.join(work_dir, "explain")
+    model = load_model(args.model or os.path.join(work_dir, "model.keras"))
+    explain_rows(model, subset(examples, np.array([position[row] for row in args.rows])), out_dir)
+    print(f"explanations of rows {args.rows} in {out_dir}/explanation.html")
 
 
 def _new_evaluation_dir(work_dir):

@@ -1,4 +1,8 @@
-"""Occlusion attributions: each kind's parts, and the sanity check of Adebayo et al. (2018)."""
+"""Occlusion attributions: each kind's parts, the sanity check of Adebayo et al. (2018), and
+`mmkeras explain`."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +12,8 @@ import mmkeras as mmk
 from mmkeras import training
 from mmkeras.evaluation.attributions import occlusion_attributions
 from mmkeras.evaluation.predict import model_predict_fn
+
+SENTIMENT = Path(__file__).parents[1] / "apps" / "sentiment"
 
 
 def test_each_kind_hides_one_part_per_copy():
@@ -70,3 +76,25 @@ def test_image_attributions_find_the_cue_and_depend_on_the_learned_weights():
     randomised = _maps(_image_model(seed=1), shown)
     correlations = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(trained, randomised)]
     assert np.nanmean(correlations) < 0.5
+
+
+def test_mmkeras_explain_writes_the_page_for_chosen_rows(tmp_path, monkeypatch, capsys):
+    from mmkeras.app import run_app
+    from mmkeras.cli import main
+
+    run_app("apps/sentiment", num_examples=60, epochs=1, work_dir=tmp_path / "run", export=False,
+            baselines=False, verbose=0)
+    monkeypatch.chdir(tmp_path)
+    manifest = tmp_path / "run" / "demo_data" / "manifest.csv"
+    argv = ["explain", str(SENTIMENT), "--rows", "2", "7", "--model", str(tmp_path / "run" / "model.keras"),
+            "--data", str(manifest), "--out", str(tmp_path / "why")]
+    assert main(argv) == 0
+    page = (tmp_path / "why" / "explanation.md").read_text()
+    assert "## Rows 2, 7" in page and "![row_7.png](row_7.png)" in page
+    explained = json.loads((tmp_path / "why" / "explanation.json").read_text())
+    assert [e["index"] for e in explained["examples"]] == [2, 7]
+    assert set(explained["examples"][0]["attributions"]) == {"review", "photo", "voice"}
+    assert main(["explain", str(SENTIMENT), "--rows", "999", "--model", str(tmp_path / "run" / "model.keras"),
+                 "--data", str(manifest)]) == 1
+    assert "--rows: [999] are not data rows" in capsys.readouterr().err
+

@@ -38,7 +38,7 @@ def _progbar(target, verbose, unit_name):
     return keras.utils.Progbar(target, verbose=verbose, unit_name=unit_name)
 
 
-def _collect(dataset, multi_label, max_examples, verbose):
+def collect(dataset, multi_label, max_examples=None, verbose=0):
     """Reads a batched dataset of (inputs, y[, weights]) into NumPy arrays."""
     cardinality = int(dataset.cardinality())
     bar = _progbar(cardinality if cardinality > 0 else None, verbose, "batch")
@@ -111,10 +111,11 @@ def _intervals(y_true, scored, metric, seed):
                            if key[0] == "without"}}
 
 
-def _explained(model, predict_fn, inputs, y_true, y_prob, without, labels, multi_label):
+def explained_with_attributions(model, predict_fn, inputs, y_true, y_prob, without, labels, multi_label,
+                                shown=None):
     """`explanations`, with each shown example's `attributions` where the
     model's specs say how to cut its inputs into parts."""
-    explained = explanations(y_true, y_prob, without, inputs, labels, multi_label)
+    explained = explanations(y_true, y_prob, without, inputs, labels, multi_label, shown=shown)
     specs = getattr(model, "specs", None)
     for example in explained["examples"] if specs else []:
         example["attributions"] = occlusion_attributions(predict_fn, inputs, example["index"], specs,
@@ -187,7 +188,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
     labels, multi_label = _task_settings(model, labels, multi_label)
     metric = headline or default_headline(multi_label)
     baselines = dict(baselines or {})
-    all_inputs, y_true = _collect(dataset, multi_label, max_examples, verbose)
+    all_inputs, y_true = collect(dataset, multi_label, max_examples, verbose)
     for name, baseline in baselines.items():
         if not (isinstance(baseline, (tuple, list)) and len(baseline) == 2):
             raise ValueError(f"Expected baselines[{name!r}] = (unimodal_model, input_name). Received: {baseline!r}")
@@ -268,7 +269,8 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         "ablation": ablated,
         "robustness": robust,
         "fusion_weights": weights,
-        "explanations": _explained(model, predict_fn, inputs, y_true, y_prob, without, labels, multi_label),
+        "explanations": explained_with_attributions(model, predict_fn, inputs, y_true, y_prob, without, labels,
+                                                    multi_label),
         "baselines": comparison,
         "ceilings": fractions_of_ceiling(ceilings, metric, value, comparison),
         "bootstrap": {"resamples": RESAMPLES, "level": LEVEL, "seed": seed},

@@ -16,7 +16,7 @@ from mmkeras.explain import contributions
 EXAMPLES_SHOWN = 4  # of each: the most confident mistakes, the most confident right answers
 
 
-def explanations(y_true, y_prob, without, inputs, labels, multi_label, count=EXAMPLES_SHOWN):
+def explanations(y_true, y_prob, without, inputs, labels, multi_label, count=EXAMPLES_SHOWN, shown=None):
     """Contributions of the test examples, summarised.
 
     Args:
@@ -27,6 +27,7 @@ def explanations(y_true, y_prob, without, inputs, labels, multi_label, count=EXA
         labels: class names.
         multi_label: whether `y_true` is multi-hot (the predicted class is the top label).
         count: examples shown of each kind.
+        shown: the positions of the examples to show instead (`mmkeras explain --rows`).
 
     Returns:
         `{"modalities", "mean": {modality: mean}, "mean_by_predicted_class": {class: {modality:
@@ -46,8 +47,9 @@ def explanations(y_true, y_prob, without, inputs, labels, multi_label, count=EXA
     rows = np.arange(len(predicted))
     correct = y_true[rows, predicted] == 1 if multi_label else predicted == y_true
     confidence = y_prob[rows, predicted]
-    most_confident = np.argsort(-confidence, kind="stable")
-    shown = ([i for i in most_confident if not correct[i]][:count] + [i for i in most_confident if correct[i]][:count])
+    if shown is None:
+        most_confident = np.argsort(-confidence, kind="stable")
+        shown = [i for i in most_confident if not correct[i]][:count] + [i for i in most_confident if correct[i]][:count]
     return {
         "modalities": names,
         "mean": dict(zip(names, values.mean(axis=0).tolist())),

@@ -184,7 +184,7 @@ def _report_sections(results):
         sections.append(("Missing-modality robustness", blocks))
 
     if results.get("explanations"):
-        sections.append(("Why the model decided", _explanation_blocks(results["explanations"], plots)))
+        sections.append(("Why the model decided", explanation_blocks(results["explanations"], plots)))
 
     if results["fusion_weights"]:
         rows = [[name, _fmt(w)] for name, w in results["fusion_weights"].items()]
@@ -237,7 +237,7 @@ def _training_blocks(training, plots):
     return blocks
 
 
-def _explanation_blocks(explained, plots):
+def explanation_blocks(explained, plots):
     """Mean contributions per predicted class, and the examples shown."""
     names = explained["modalities"]
     means = [["every example", *(_signed(explained["mean"][n]) for n in names)]]
@@ -251,8 +251,7 @@ def _explanation_blocks(explained, plots):
                        "SavedModel's `explain` signature serves it; 0 where the example lacks the input). "
                        "Mean contributions:"),
               ("table", ["examples", *names], means),
-              ("text", "The most confident mistakes and the most confident right answers (test example "
-                       "numbers):"),
+              ("text", "Examples shown:"),
               ("table", ["example", "true", "predicted", "confidence", "", *names], examples)]
     if "contributions" in plots:
         blocks.append(("image", plots["contributions"]))
@@ -265,8 +264,8 @@ def _explanation_blocks(explained, plots):
     return blocks
 
 
-def _markdown(sections):
-    lines = ["# Evaluation report", ""]
+def _markdown(sections, title="Evaluation report"):
+    lines = [f"# {title}", ""]
     for title, blocks in sections:
         lines += [f"## {title}", ""]
         for block in blocks:
@@ -289,10 +288,10 @@ _HTML_STYLE = (
 )
 
 
-def _html(sections, out_dir):
+def _html(sections, out_dir, title="Evaluation report"):
     # PNGs are embedded as data URIs so the HTML stays complete when mailed or moved.
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation report</title>",
-             f"<style>{_HTML_STYLE}</style></head><body><h1>Evaluation report</h1>"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_HTML_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     for title, blocks in sections:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         for block in blocks:
@@ -391,16 +390,20 @@ def format_results_table(results):
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def write_page(title, sections, out_dir, name):
+    """Writes `sections` (see `_report_sections`) as `<name>.md` and `<name>.html` in `out_dir`."""
+    with open(os.path.join(out_dir, f"{name}.md"), "w", encoding="utf-8") as f:
+        f.write(_markdown(sections, title))
+    with open(os.path.join(out_dir, f"{name}.html"), "w", encoding="utf-8") as f:
+        f.write(_html(sections, out_dir, title))
+
+
 def write_report(results, out_dir):
     """Writes report.md, report.html and metrics.json of `evaluate`'s results into `out_dir`.
 
     The plots named in `results["files"]["plots"]` must be there already: the
     HTML page embeds them.
     """
-    sections = _report_sections(results)
-    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
-        f.write(_markdown(sections))
-    with open(os.path.join(out_dir, "report.html"), "w", encoding="utf-8") as f:
-        f.write(_html(sections, out_dir))
+    write_page("Evaluation report", _report_sections(results), out_dir, "report")
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2, allow_nan=False)
