@@ -31,6 +31,19 @@ Proposal = collections.namedtuple("Proposal", ["fit", "config", "seen", "identif
 Occlusions = collections.namedtuple("Occlusions", ["layout", "parts", "copies"])
 
 
+def feature_occlusions(value, features):
+    """`Occlusions` of a value whose last axis holds `features`: each made missing (NaN) in turn.
+
+    Example:
+    >>> feature_occlusions(np.array([1.0, 2.0]), ["a", "b"]).copies.tolist()
+    [[nan, 2.0], [1.0, nan]]
+    """
+    copies = np.repeat(value[None], len(features), axis=0).astype(np.float32)
+    for k in range(len(features)):
+        copies[k, ..., k] = np.nan
+    return Occlusions("features", list(features), copies)
+
+
 class Modality:
     """Base class of the input kinds (`ImageInput`, `TextInput`, ...).
 

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.modalities.missing import SplitMissingFeatures, TokenMask
-from mmkeras.modalities.modality import Encoded, Modality, Occlusions, Proposal
+from mmkeras.modalities.modality import Encoded, Modality, Proposal, feature_occlusions
 from mmkeras.modalities.column_cells import numbers
 from mmkeras.modalities.raw_formats import finite_check, floats_feature
 
@@ -172,12 +172,7 @@ class SensorInput(Modality):
 
     def occlusions(self, value):
         """Each feature made missing (NaN)."""
-        copies = []
-        for k in range(len(self.features)):
-            copy = value.copy()
-            copy[..., k] = np.nan
-            copies.append(copy)
-        return Occlusions("features", list(self.features), np.stack(copies))
+        return feature_occlusions(value, self.features)
 
     def get_config(self):
         return {"name": self.name, "features": self.features, "mean": self.mean,

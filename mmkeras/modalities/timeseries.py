@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.modalities.missing import MaskedMaxPooling1D, SplitMissingFeatures, StepMask
-from mmkeras.modalities.modality import Encoded, Modality, Occlusions, Proposal
+from mmkeras.modalities.modality import Encoded, Modality, Proposal, feature_occlusions
 from mmkeras.modalities.column_cells import sampled_files
 from mmkeras.modalities.raw_formats import finite_check, floats_feature, value_range
 from mmkeras.modalities.sensor import nan_statistics
@@ -219,12 +219,7 @@ class TimeSeriesInput(Modality):
 
     def occlusions(self, value):
         """Each feature made missing (NaN) at every step."""
-        copies = []
-        for k in range(len(self.features)):
-            copy = value.copy()
-            copy[..., k] = np.nan
-            copies.append(copy)
-        return Occlusions("features", list(self.features), np.stack(copies))
+        return feature_occlusions(value, self.features)
 
     def get_config(self):
         return {"name": self.name, "features": self.features, "steps": self.steps, "encoder": self.encoder,
