@@ -19,6 +19,8 @@ from setuptools import find_packages, setup
 # - soundfile (libsndfile): FLAC/OGG/MP3 in training pipelines; WAV uses
 #   core TF ops everywhere.
 # - scikit-learn: the metrics it computes exactly (F1, ROC-AUC, ...).
+# - keras-tuner 1.4.8: the newest; `mmkeras tune` (checked with Keras 3.15 and
+#   TF 2.20: its Tuner, the three oracles and resuming a search).
 INSTALL_REQUIRES = [
     "tensorflow>=2.20,<2.21",
     "tensorflow-text>=2.20.1,<2.21",
@@ -29,6 +31,7 @@ INSTALL_REQUIRES = [
     "tensorflow-io==0.37.1; python_version < '3.13'",
     "soundfile>=0.12",
     "scikit-learn>=1.3",
+    "keras-tuner>=1.4.8,<1.5",
     "tensorboard>=2.20,<2.21",
     "numpy>=1.26,<3",
     "pillow",

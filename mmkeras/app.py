@@ -42,6 +42,7 @@ class App:
     export: app_config.ExportConfig
     description: str = ""
     file: str = "app.yaml"
+    tune: dict | None = None  # the `tune:` section: {path: tune_space.Choice | Range}
 
     @classmethod
     def from_config(cls, contents, file="app.yaml"):
@@ -237,8 +238,8 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             model = build_app_model(app, specs, train)
         fit_options = dict(epochs=epochs or train_config.epochs, class_weight=class_weight,
                            verbose=verbose)
-        trainings = {"model": _train(model, datasets, app, os.path.join(work_dir, "fused"), fit_options,
-                                     steps_per_epoch)}
+        trainings = {"model": train_app_model(model, datasets, app, os.path.join(work_dir, "fused"),
+                                              fit_options, steps_per_epoch)}
 
     model_path = os.path.join(work_dir, "model.keras")
     model.save(model_path + ".partial.keras")  # a crash mid-save keeps the previous model
@@ -253,8 +254,9 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
                 baseline = build_unimodal(spec, _task(app), projection_dim=app.model.projection_dim,
                                           feature_norm=app.model.feature_norm, adapt_data=train.columns)
             name = f"{spec.name} only"
-            trainings[name] = _train(baseline, _only(datasets, spec.name), app,
-                                     os.path.join(work_dir, f"baseline_{spec.name}"), fit_options, steps_per_epoch)
+            trainings[name] = train_app_model(baseline, _only(datasets, spec.name), app,
+                                              os.path.join(work_dir, f"baseline_{spec.name}"), fit_options,
+                                              steps_per_epoch)
             baseline_models[name] = (baseline, spec.name)
 
     # === Evaluation ===
@@ -283,7 +285,7 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
             "results_table": table, "model": model, "baselines": baseline_models}
 
 
-def _train(model, datasets, app, out_dir, fit_options, steps_per_epoch):
+def train_app_model(model, datasets, app, out_dir, fit_options, steps_per_epoch):
     """Compiles and fits `model` as the app says; returns its `training_summary`."""
     from mmkeras import evaluation, training
 

@@ -7,7 +7,9 @@ all). The whole file is checked when it is read: an unknown key, a value of the
 wrong type or out of range is an error naming the file and the key's path, so
 a typo never falls back to a default unnoticed. `model.fusion` is read from the
 fusion registry when a file is checked (a fusion registered from user code is
-accepted) and `model.fusion_options` against that fusion's constructor.
+accepted) and `model.fusion_options` against that fusion's constructor. An
+optional `tune:` section says what `mmkeras tune` searches (`tune_space.py`);
+every value it may try is checked here too.
 
 Example:
 >>> app = {"data": {"label_column": "y", "labels": ["a", "b"]},
@@ -26,6 +28,7 @@ ValueError: app.yaml: model.fusion_options.hiden_dim: unknown key (did you mean 
 
 import collections
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -37,6 +40,7 @@ from mmkeras import fusion as fusion_lib
 from mmkeras.headlines import check_headline
 from mmkeras.registry import did_you_mean
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
+from mmkeras.tune_space import candidate_values, parse_space
 
 # A value condition beyond the field's type.
 Check = collections.namedtuple("Check", ["expected", "holds"])
@@ -120,7 +124,7 @@ class ExportConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
             "evaluation": EvaluationConfig, "export": ExportConfig}
-TOP_LEVEL = ("name", "description", "inputs", *SECTIONS)
+TOP_LEVEL = ("name", "description", "inputs", *SECTIONS, "tune")
 
 
 # === Parsing ===
@@ -163,8 +167,21 @@ def parse_config(config, file):
     for i, spec in enumerate(inputs):
         if not isinstance(spec, dict) or "kind" not in spec or "name" not in spec:
             raise ValueError(f"{file}: inputs[{i}] needs `kind` and `name`. Received: {spec!r}")
+    tune = None if config.get("tune") is None else check_space(parse_space(config["tune"], file), sections, file)
     return {"name": config.get("name"), "description": config.get("description") or "",
-            "inputs": inputs, **sections}
+            "inputs": inputs, **sections, "tune": tune}
+
+
+def check_space(space, sections, file):
+    """`space` (of `tune_space.parse_space`), each value a path may take checked
+    as a `--set` of it would be."""
+    for path, entry in space.items():
+        for value in candidate_values(entry):
+            try:
+                apply_settings(sections, [f"{path}={json.dumps(value)}"], file)
+            except ValueError as e:
+                raise ValueError(f"{file}: tune.{path}: the value {value!r} is refused: {e}") from None
+    return space
 
 
 def parse_section(name, values, where):

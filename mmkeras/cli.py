@@ -6,6 +6,7 @@
     mmkeras train apps/sentiment --data manifest.csv
     mmkeras evaluate apps/sentiment --model runs/sentiment/model.keras
     mmkeras explain apps/sentiment --rows 3 17     # why the model decided, for manifest rows
+    mmkeras tune apps/sentiment --trials 20 --max-minutes 60   # KerasTuner over the app's settings
     mmkeras export runs/sentiment/model.keras savedmodels/sentiment
     mmkeras data validate apps/sentiment --data manifest.csv
     mmkeras data to-tfrecord apps/sentiment --data manifest.csv --out data/tfrecords
@@ -78,6 +79,21 @@ def _parser():
     train = _app_command(commands, "train", "train (and evaluate) the fused model; save it as .keras",
                          training=True)
     train.set_defaults(handler=_train)
+
+    tune = commands.add_parser("tune", help="search the app's settings with KerasTuner",
+                               description="Search the app.yaml's `tune:` space (or a default one) on the "
+                                           "training and validation splits; the winner is evaluated once on "
+                                           "the test split and written as runs/<app>/tuning/best_app.yaml.")
+    tune.add_argument("app", help="an app folder (apps/<name>) or its app.yaml")
+    tune.add_argument("--data", help="a manifest (default: the app's, or demo data)")
+    tune.add_argument("--trials", type=int, default=10, help="trials at most (default 10)")
+    tune.add_argument("--max-minutes", type=float, help="start no trial after this many minutes")
+    tune.add_argument("--algorithm", default="bayesian", choices=["bayesian", "hyperband", "random"])
+    tune.add_argument("--epochs", type=int, help="each trial's epochs (default: training.epochs)")
+    tune.add_argument("--examples", type=int, help="demo data size (default: data.demo_examples)")
+    tune.add_argument("--work-dir", help="the run folder (default: runs/<app>)")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.set_defaults(handler=_tune)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on its run's test split",
                                    description="Evaluate a .keras model on the test rows recorded by "
@@ -228,6 +244,15 @@ def _evaluate(args):
              f"the test rows recorded in {os.path.abspath(os.path.join(work_dir, SPLIT_FILE))}"})
     print(evaluation.format_results_table(report))
     print(f"report in {out_dir}")
+
+
+def _tune(args):
+    from mmkeras.app import load_app
+    from mmkeras.tuning import tune_app
+
+    tune_app(load_app(args.app), manifest=args.data, work_dir=args.work_dir, trials=args.trials,
+             max_minutes=args.max_minutes, algorithm=args.algorithm, epochs=args.epochs,
+             num_examples=args.examples, seed=args.seed)
 
 
 def _explain(args):
