@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 import mmkeras as mmk

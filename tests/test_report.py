@@ -7,7 +7,7 @@ from mmkeras import training
 from mmkeras.evaluation.bootstrap import bootstrap_scores, percentile_interval
 from mmkeras.evaluation.metrics import classification_metrics, headline_metric, headline_value
 from mmkeras.evaluation.plots import _reliability_figure, _robustness_figure, learning_curves_figure
-from mmkeras.evaluation.report import _report_sections, comparison_rows, format_results_table
+from mmkeras.evaluation.report import comparison_rows, format_results_table
 from mmkeras.headlines import headlines
 
 LABELS = ["ok", "dent", "scratch", "crack"]
