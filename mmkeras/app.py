@@ -12,7 +12,6 @@ import dataclasses
 import os
 import shutil
 
-import yaml
 
 from mmkeras import app_config, modalities
 from mmkeras.data.manifest import load_examples
@@ -105,12 +104,7 @@ def load_app(path):
     >>> load_app("apps/sentiment").data.labels
     ['negative', 'neutral', 'positive']
     """
-    path = os.fspath(path)
-    file = os.path.join(path, "app.yaml") if os.path.isdir(path) else path
-    if not os.path.exists(file):
-        raise FileNotFoundError(f"No app config at {file}")
-    with open(file) as f:
-        app = App.from_config(yaml.safe_load(f) or {}, file)
+    app = App.from_config(*app_config.read_app_file(path))
     app.specs()  # a bad input (an unknown kind, a wrong key or value) fails now, naming it
     return app
 

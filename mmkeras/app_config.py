@@ -30,13 +30,13 @@ import collections
 import dataclasses
 import json
 import math
+import os
 import types
 import typing
 from typing import Literal
 
 import yaml
 
-from mmkeras import fusion as fusion_lib
 from mmkeras.headlines import check_headline
 from mmkeras.registry import did_you_mean
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
@@ -128,7 +128,31 @@ TOP_LEVEL = ("name", "description", "inputs", *SECTIONS, "tune")
 
 
 # === Parsing ===
-def parse_config(config, file):
+def read_app_file(path):
+    """`(contents, file)` of an app folder (its `app.yaml`) or an app file: the
+    YAML mapping, read without importing TensorFlow (so that `mmkeras` answers a
+    missing file or a YAML error at once)."""
+    path = os.fspath(path)
+    file = os.path.join(path, "app.yaml") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"No app config at {file}")
+    with open(file) as f:
+        return yaml.safe_load(f) or {}, file
+
+
+def check_file(path, settings=()):
+    """Reads and checks an app file and `--set` settings, importing Keras only
+    for the last check (the fusion, whose options its constructor defines): a
+    missing file, a YAML error, an unknown key or a bad value is answered
+    before TensorFlow loads. The inputs are checked by their kinds later
+    (`App.specs`)."""
+    contents, file = read_app_file(path)
+    sections = parse_config(contents, file, check_fusion=False)
+    sections = apply_settings({name: sections[name] for name in SECTIONS}, settings, file, check_fusion=False)
+    _check_fusion(sections["model"], f"{file} (with {' '.join(settings)})" if settings else file)
+
+
+def parse_config(config, file, check_fusion=True):
     """The contents of an app file (`yaml.safe_load`ed), checked and typed.
 
     Args:
@@ -160,7 +184,7 @@ def parse_config(config, file):
     # A section left empty (`model:`) reads as null: all its defaults.
     sections = {name: parse_section(name, {} if config.get(name) is None else config[name], file)
                 for name in SECTIONS}
-    _check_across(sections, file)
+    _check_across(sections, file, check_fusion)
     inputs = config["inputs"]
     if not isinstance(inputs, list):
         raise ValueError(f"{file}: inputs: expected a list of modality specs. Received: {inputs!r}")
@@ -214,7 +238,7 @@ def parse_section(name, values, where):
                              for key, value in values.items()})
 
 
-def apply_settings(sections, settings, file):
+def apply_settings(sections, settings, file, check_fusion=True):
     """`sections` with `section.key=value` settings (the CLI's `--set`) applied.
 
     Values are read as YAML (`3` is an int, `[a, b]` a list, `null` None) and
@@ -236,14 +260,13 @@ def apply_settings(sections, settings, file):
             raise ValueError(f"Cannot set {setting!r}: settable sections are {list(SECTIONS)}")
         values = {**dataclasses.asdict(sections[section]), name: yaml.safe_load(value)}
         sections[section] = parse_section(section, values, f"{file} (--set {setting})")
-    _check_across(sections, f"{file} (with {' '.join(settings)})" if settings else file)
+    _check_across(sections, f"{file} (with {' '.join(settings)})" if settings else file, check_fusion)
     return sections
 
 
-def _check_across(sections, where):
+def _check_across(sections, where, check_fusion=True):
     """Conditions between keys, which no single value shows."""
     data, evaluation = sections["data"], sections["evaluation"]
-    _check_fusion(sections["model"], where)
     if data.validation_fraction + data.test_fraction >= 1:
         raise ValueError(f"{where}: data.validation_fraction + data.test_fraction must be < 1 (the rest "
                          f"trains). Received: {data.validation_fraction} + {data.test_fraction}")
@@ -260,12 +283,16 @@ def _check_across(sections, where):
             check_headline(evaluation.headline, data.multi_label, evaluation.normal_label)
         except ValueError as e:
             raise ValueError(f"{where}: evaluation.headline: {e}") from None
+    if check_fusion:
+        _check_fusion(sections["model"], where)
 
 
 def _check_fusion(model, where):
     """`model.fusion` against the registry as it is now, not as it was at import
     (user code may have registered a fusion), and `model.fusion_options` against
     that layer's constructor."""
+    from mmkeras import fusion as fusion_lib  # Keras: only once the rest of the file is checked
+
     fusions = fusion_lib.FUSIONS
     if model.fusion not in fusions:
         raise ValueError(f"{where}: model.fusion: expected one of {list(fusions)}"

@@ -184,17 +184,22 @@ _SHORTHANDS = (("--fusion", "model.fusion", str), ("--epochs", "training.epochs"
 
 
 def _configured_app(args):
-    """The app with the command line's settings applied (checked like the file)."""
-    from mmkeras.app import load_app, with_overrides
+    """The app of `args.app` with the command line's settings applied (checked
+    like the file); every command that reads an app calls this first."""
+    from mmkeras import app_config
 
     settings, flags = [], {}
     for flag, key, _ in _SHORTHANDS:
-        value = getattr(args, flag[2:].replace("-", "_"))
+        value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
             settings.append(f"{key}={value}")
             flags[key] = flag
     try:
-        return with_overrides(load_app(args.app), settings + args.set)
+        settings += getattr(args, "set", [])
+        app_config.check_file(args.app, settings)  # a mistake is answered before TensorFlow loads
+        from mmkeras.app import load_app, with_overrides
+
+        return with_overrides(load_app(args.app), settings)
     except ValueError as e:
         # Name the flag the user typed, not only the key it sets.
         message = str(e)
@@ -204,29 +209,30 @@ def _configured_app(args):
 
 
 def _run(args):
+    app = _configured_app(args)
     from mmkeras.app import run_app
 
-    run_app(_configured_app(args), manifest=args.data, work_dir=args.work_dir, export_dir=args.export_dir,
+    run_app(app, manifest=args.data, work_dir=args.work_dir, export_dir=args.export_dir,
             num_examples=args.examples, baselines=not args.no_baselines,
             export=not args.no_export, seed=args.seed)
 
 
 def _train(args):
+    app = _configured_app(args)
     from mmkeras.app import run_app
 
-    results = run_app(_configured_app(args), manifest=args.data, work_dir=args.work_dir,
+    results = run_app(app, manifest=args.data, work_dir=args.work_dir,
                       num_examples=args.examples, baselines=False, export=False, seed=args.seed)
     print(f"saved {results['model_path']}")
 
 
 def _evaluate(args):
+    app = _configured_app(args)
     from mmkeras import evaluation
     from mmkeras.api import load_model
-    from mmkeras.app import load_app
     from mmkeras.data.pipeline import make_dataset
     from mmkeras.data.splits import SPLIT_FILE, recorded_test_split
 
-    app = load_app(args.app)
     work_dir = args.work_dir or os.path.join("runs", app.name)
     if args.data:
         test, _ = app.load_examples(args.data)
@@ -247,10 +253,10 @@ def _evaluate(args):
 
 
 def _tune(args):
-    from mmkeras.app import load_app
+    app = _configured_app(args)
     from mmkeras.tuning import tune_app
 
-    tune_app(load_app(args.app), manifest=args.data, work_dir=args.work_dir, trials=args.trials,
+    tune_app(app, manifest=args.data, work_dir=args.work_dir, trials=args.trials,
              max_minutes=args.max_minutes, algorithm=args.algorithm, epochs=args.epochs,
              num_examples=args.examples, seed=args.seed)
 
@@ -258,14 +264,13 @@ def _tune(args):
 def _explain(args):
     import json
 
+    app = _configured_app(args)
     import numpy as np
 
     from mmkeras.api import load_model
-    from mmkeras.app import load_app
     from mmkeras.data.splits import SPLIT_FILE, subset
     from mmkeras.evaluation.explain_rows import explain_rows
 
-    app = load_app(args.app)
     work_dir = os.path.join("runs", app.name)
     manifest = args.data
     if manifest is None:
@@ -313,11 +318,11 @@ def _export(args):
 
 def _validate(args):
     """Every problem in the data (exit 1), or a summary of it (exit 0)."""
-    from mmkeras.app import load_app, resolve_manifest
+    app = _configured_app(args)
+    from mmkeras.app import resolve_manifest
     from mmkeras.data.manifest import ManifestError
     from mmkeras.data.summary import format_summary, summarize
 
-    app = load_app(args.app)
     work_dir = args.work_dir or os.path.join("runs", app.name)
     manifest = resolve_manifest(app, args.data, work_dir, args.examples, args.seed)
     try:
@@ -338,10 +343,10 @@ def _validate(args):
 
 
 def _to_tfrecord(args):
-    from mmkeras.app import load_app, prepare_data
+    app = _configured_app(args)
+    from mmkeras.app import prepare_data
     from mmkeras.data.tfrecord import write_tfrecords
 
-    app = load_app(args.app)
     work_dir = args.work_dir or os.path.join("runs", app.name)
     _, splits = prepare_data(app, args.data, work_dir, args.examples, args.seed)
     for name, part in zip(("train", "validation", "test"), splits):

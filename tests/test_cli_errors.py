@@ -82,3 +82,29 @@ def test_a_run_that_fails_on_its_data_leaves_no_run_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown label(s) ['c']; known: ['b', 'a']" in err  # in the config's order
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "{nowhere}"], "No app config at"),
+    (["data", "validate", "{typo}"], "training.patiense: unknown key (did you mean 'patience'?)"),
+    (["run", "{sentiment}", "--set", "training.epochs=0"], "training.epochs: expected a value > 0"),
+    (["run", "{sentiment}", "--epochs", "0"], "--epochs (training.epochs): expected a value > 0"),
+])
+def test_config_mistakes_are_answered_before_tensorflow_loads(argv, message, tmp_path):
+    """Only the inputs and the fusion need Keras to be checked; the rest of app.yaml does not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    typo = tmp_path / "typo"
+    typo.mkdir()
+    (typo / "app.yaml").write_text((root / "apps" / "sentiment" / "app.yaml").read_text().replace(
+        "  patience:", "  patiense:"))
+    paths = {"nowhere": tmp_path / "nowhere", "typo": typo, "sentiment": root / "apps" / "sentiment"}
+    script = ("import sys\nfrom mmkeras.cli import main\ncode = main(sys.argv[1:])\n"
+              "print(code, 'tensorflow' in sys.modules)")
+    child = subprocess.run([sys.executable, "-c", script, *(a.format(**paths) for a in argv)], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+    assert child.stdout.split() == ["1", "False"], child.stderr[-2000:]
+    assert message in child.stderr
