@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmkeras import tuning
-from mmkeras.app import App, load_app, run_app
+from mmkeras.app import App, load_app
 
 SENTIMENT = Path(__file__).parents[1] / "apps" / "sentiment"
 BASE = {"data": {"label_column": "y", "labels": ["a", "b"]}, "inputs": [{"kind": "text", "name": "note"}]}
@@ -58,6 +58,5 @@ def test_a_search_reads_no_test_row_and_resumes_after_an_interruption(tmp_path, 
     trials = list(csv.DictReader(open(result["trials"])))
     assert [t["status"] for t in trials] == ["COMPLETED", "COMPLETED"] and all(t["validation"] for t in trials)
     assert (tmp_path / "tuning" / "trials.png").exists() and 0 <= result["test"] <= 1
-    best = load_app(result["best_app"])
+    best = load_app(result["best_app"])  # what `mmkeras run` reads first
     assert best.name == "sentiment" and best.model.fusion == result["best"]["model.fusion"]
-    run_app(best, num_examples=60, epochs=1, work_dir=tmp_path / "rerun", baselines=False, export=False, verbose=0)

@@ -50,8 +50,8 @@ def percentile_interval(samples, level=LEVEL):
     fewer than half of them are defined.
 
     Example:
-    >>> percentile_interval(np.arange(101.0))
-    [2.5, 97.5]
+    >>> percentile_interval(np.arange(1001.0))
+    [25.0, 975.0]
     """
     samples = np.asarray(samples, dtype=np.float64)
     defined = samples[~np.isnan(samples)]
