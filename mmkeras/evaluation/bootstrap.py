@@ -57,6 +57,6 @@ def percentile_interval(samples, level=LEVEL):
     defined = samples[~np.isnan(samples)]
     if len(defined) < len(samples) / 2:
         return None
-    tail = (1 - level) / 2 * 100
+    tail = (100 - 100 * level) / 2
     low, high = np.percentile(defined, [tail, 100 - tail])
     return [float(low), float(high)]
