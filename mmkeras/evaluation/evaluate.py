@@ -178,7 +178,8 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         A JSON-clean dict: `headline` (with its `interval`), `metrics`,
         `ablation` (with `importance_interval`), `robustness`,
         `fusion_weights`, `explanations` (each modality's contribution to the
-        predictions: means, and the most confident mistakes and right answers), `baselines` (each with `difference_interval`),
+        predictions: means, and the most confident mistakes and right answers),
+        `baselines` (each with `difference_interval`),
         `bootstrap`, `training`, `run`, `notes` (and `files` when `out_dir`).
 
     Example:

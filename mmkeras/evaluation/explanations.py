@@ -49,7 +49,8 @@ def explanations(y_true, y_prob, without, inputs, labels, multi_label, count=EXA
     confidence = y_prob[rows, predicted]
     if shown is None:
         most_confident = np.argsort(-confidence, kind="stable")
-        shown = [i for i in most_confident if not correct[i]][:count] + [i for i in most_confident if correct[i]][:count]
+        shown = ([i for i in most_confident if not correct[i]][:count]
+                 + [i for i in most_confident if correct[i]][:count])
     return {
         "modalities": names,
         "mean": dict(zip(names, values.mean(axis=0).tolist())),
