@@ -170,7 +170,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
         max_examples: evaluate at most this many examples.
         training: `{"model" | baseline name: training.training_summary(...)}`:
             the report shows learning curves, epochs and best epochs.
-        run: `{"app", "data", "split": {"train", "validation", "test", "how"},
+        run: `{"app", "data", "split": {"train", "validation", "test", "method", "note"},
             "seed"}` or part of it: what the report says was run on what.
         verbose: "auto" (progress bar on a terminal), 0 or 1.
 
