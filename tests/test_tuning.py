@@ -42,7 +42,7 @@ def test_a_search_reads_no_test_row_and_resumes_after_an_interruption(tmp_path, 
             raise KeyboardInterrupt  # the process is stopped mid-trial
         return run_trial(tuner, trial)
 
-    options = dict(work_dir=tmp_path, trials=2, epochs=1, num_examples=120, algorithm="random")
+    options = dict(work_dir=tmp_path, trials=2, epochs=1, num_examples=60, algorithm="random")
     monkeypatch.setattr(tuning, "run_trial", interrupted_at_the_second_trial)
     with pytest.raises(KeyboardInterrupt):
         tuning.tune_app(SENTIMENT, **options)
