@@ -5,7 +5,8 @@ import pytest
 
 from mmkeras import training
 from mmkeras.evaluation.bootstrap import bootstrap_scores, percentile_interval
-from mmkeras.evaluation.metrics import classification_metrics, headline_metric, headline_value
+from mmkeras.evaluation.headline_metric import headline_metric
+from mmkeras.evaluation.metrics import classification_metrics, headline_value
 from mmkeras.evaluation.plots import _reliability_figure, _robustness_figure, learning_curves_figure
 from mmkeras.evaluation.report import comparison_rows, format_results_table
 from mmkeras.headlines import headlines

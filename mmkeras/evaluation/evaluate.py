@@ -9,13 +9,13 @@ import tensorflow as tf
 
 from mmkeras.evaluation.attributions import occlusion_attributions
 from mmkeras.evaluation.explanations import explanations
+from mmkeras.evaluation.headline_metric import headline_score
 from mmkeras.evaluation.bootstrap import LEVEL, RESAMPLES, bootstrap_scores, percentile_interval
 from mmkeras.evaluation.metrics import (
     LOWER_IS_BETTER,
     class_ids,
     classification_metrics,
     default_headline,
-    headline_metric,
     headline_value,
 )
 from mmkeras.evaluation.plots import write_plots
@@ -123,15 +123,6 @@ def explained_with_attributions(model, predict_fn, inputs, y_true, y_prob, witho
     return explained
 
 
-def _headline_score(metric, labels, multi_label, normal_label, threshold):
-    """`(y_true, y_prob) -> the headline`, for the bootstrap's resamples."""
-    def score(y_true, y_prob):
-        return headline_metric(y_true, np.clip(y_prob, 0, 1), metric, labels, multi_label, normal_label,
-                               threshold)
-
-    return score
-
-
 def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None, baselines=None,
              ceilings=None, out_dir=None, tensorboard_dir=None, headline=None,
              robustness_probabilities=DEFAULT_ROBUSTNESS_PROBABILITIES, seed=0, batch_size=32,
@@ -219,7 +210,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
     metrics = classification_metrics(y_true, y_prob, labels, multi_label, normal_label, threshold)
     value = headline_value(metrics, metric)
     y_true = np.asarray(y_true).astype(np.int64)
-    score = _headline_score(metric, labels, multi_label, normal_label, threshold)
+    score = headline_score(metric, labels, multi_label, normal_label, threshold)
 
     def scorer(probabilities):
         return score(y_true, probabilities)
@@ -243,7 +234,7 @@ def evaluate(model, dataset, *, labels=None, multi_label=None, normal_label=None
             baseline_threshold = decision_threshold(baseline_model)
             baseline_metrics = classification_metrics(y_true, prob, labels, multi_label, normal_label,
                                                       baseline_threshold)
-            scored[("baseline", name)] = (prob, _headline_score(metric, labels, multi_label, normal_label,
+            scored[("baseline", name)] = (prob, headline_score(metric, labels, multi_label, normal_label,
                                                                 baseline_threshold))
             baseline_value = headline_value(baseline_metrics, metric)
             advance()

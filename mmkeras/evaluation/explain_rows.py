@@ -13,7 +13,8 @@ import numpy as np
 from mmkeras.evaluation.evaluate import collect, explained_with_attributions
 from mmkeras.evaluation.plots import example_figure
 from mmkeras.evaluation.predict import model_predict_fn
-from mmkeras.evaluation.report import explanation_blocks, json_clean, write_page
+from mmkeras.evaluation.page import write_page
+from mmkeras.evaluation.report import explanation_blocks, json_clean
 from mmkeras.evaluation.robustness import ablated_probabilities
 
 

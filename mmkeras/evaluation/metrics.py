@@ -9,7 +9,6 @@ inspection rates (miss rate, false-alarm rate); calibration (ECE) is in
 """
 
 import numpy as np
-import scipy.stats
 import sklearn.metrics
 
 from mmkeras.evaluation.calibration import calibration
@@ -173,7 +172,7 @@ def _safe_ratio(numerator, denominator):
     return float(numerator / denominator) if denominator else 0.0
 
 
-def _mean_or_none(values):
+def mean_or_none(values):
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
 
@@ -221,8 +220,8 @@ def _single_label_metrics(y_true, y_prob, labels, normal_label):
         # Without `labels=`, scikit-learn averages the classes that occur in
         # y_true or in the predictions, so unused labels don't count as 0.
         "macro_f1": float(sklearn.metrics.f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "roc_auc_macro": _mean_or_none(roc.values()),
-        "pr_auc_macro": _mean_or_none(pr.values()),
+        "roc_auc_macro": mean_or_none(roc.values()),
+        "pr_auc_macro": mean_or_none(pr.values()),
         "ece": calib["ece"],
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
@@ -241,7 +240,7 @@ def _inspection_metrics(y_true, y_pred, labels, normal_label, per_class):
     normal = labels.index(normal_label)
     is_defect = y_true != normal
     return {
-        **_inspection_rates(y_true, y_pred, normal),
+        **inspection_rates(y_true, y_pred, normal),
         "inspection": {
             "normal_label": normal_label,
             "num_defects": int(is_defect.sum()),
@@ -251,7 +250,7 @@ def _inspection_metrics(y_true, y_pred, labels, normal_label, per_class):
     }
 
 
-def _inspection_rates(y_true, y_pred, normal):
+def inspection_rates(y_true, y_pred, normal):
     """`miss_rate` (defects called normal) and `false_alarm_rate` (normal called a defect)."""
     is_defect, called_normal = y_true != normal, y_pred == normal
     return {"miss_rate": _safe_ratio(np.sum(is_defect & called_normal), np.sum(is_defect)),
@@ -292,9 +291,9 @@ def _multi_label_metrics(y_true, y_prob, labels, threshold=0.5, specificity=0.9)
         "labels": list(labels),
         "threshold": threshold,
         "specificity": specificity,
-        "roc_auc_macro": _mean_or_none(m["roc_auc"] for m in per_label.values()),
-        "pr_auc_macro": _mean_or_none(m["pr_auc"] for m in per_label.values()),
-        "sensitivity_at_specificity_macro": _mean_or_none(
+        "roc_auc_macro": mean_or_none(m["roc_auc"] for m in per_label.values()),
+        "pr_auc_macro": mean_or_none(m["pr_auc"] for m in per_label.values()),
+        "sensitivity_at_specificity_macro": mean_or_none(
             m["sensitivity_at_specificity"] for m in per_label.values()
         ),
         "macro_f1": float(np.mean([per_label[l]["f1"] for l in seen])) if seen else 0.0,
@@ -368,69 +367,3 @@ def worse_by(full, reduced, metric):
     if full is None or reduced is None:
         return None
     return float(reduced - full) if metric in LOWER_IS_BETTER else float(full - reduced)
-
-
-def headline_metric(y_true, y_prob, metric, labels, multi_label=False, normal_label=None, threshold=0.5):
-    """One headline scalar of `classification_metrics`, computed alone.
-
-    The same definitions, without the per-class tables, calibration bins and
-    checks: the bootstrap (`bootstrap.py`) computes a headline a thousand
-    times. `y_true` and `y_prob` must already be valid (as
-    `classification_metrics` checks them). None where the metric is
-    undefined (e.g. ROC-AUC with one class only).
-
-    Example:
-    >>> headline_metric(np.array([0, 1]), np.array([[0.9, 0.1], [0.3, 0.7]]), "accuracy", ["cat", "dog"])
-    1.0
-    """
-    y_true, y_prob = np.asarray(y_true), np.asarray(y_prob, dtype=np.float64)
-    if multi_label:
-        return _multi_label_headline(y_true, y_prob, metric, threshold)
-    y_pred = y_prob.argmax(axis=1)
-    if metric == "accuracy":
-        return float(np.mean(y_pred == y_true))
-    if metric == "macro_f1":
-        counts = np.bincount(y_true * len(labels) + y_pred, minlength=len(labels) ** 2)
-        matrix = counts.reshape(len(labels), len(labels))
-        true_positives, seen = np.diag(matrix), matrix.sum(axis=0) + matrix.sum(axis=1)
-        # F1 = 2TP / (true + predicted), over the classes true or predicted somewhere (scikit-learn's).
-        return float(np.mean(2 * true_positives[seen > 0] / seen[seen > 0]))
-    if metric in ("roc_auc_macro", "pr_auc_macro"):
-        area = _rank_roc_auc if metric == "roc_auc_macro" else average_precision
-        return _mean_or_none(area((y_true == k).astype(np.int64), y_prob[:, k]) for k in range(len(labels)))
-    if metric == "ece":
-        return calibration(y_prob.max(axis=1), y_pred == y_true)["ece"]
-    if metric in ("miss_rate", "false_alarm_rate"):
-        return _inspection_rates(y_true, y_pred, list(labels).index(normal_label))[metric]
-    raise ValueError(f"Unknown headline metric {metric!r} for a single-label head.")
-
-
-def _rank_roc_auc(y_true, scores):
-    """`roc_auc` as the Mann-Whitney statistic (ties count one half): the same
-    value as scikit-learn's, at a twentieth of its cost for the bootstrap."""
-    if not has_both_classes(y_true):
-        return None
-    ranks = scipy.stats.rankdata(scores)
-    positives = int(np.sum(y_true))
-    negatives = len(y_true) - positives
-    return float((ranks[y_true == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def _multi_label_headline(y_true, y_prob, metric, threshold):
-    y_pred = (y_prob >= threshold).astype(np.int64)
-    columns = range(y_true.shape[1])
-    if metric in ("roc_auc_macro", "pr_auc_macro", "sensitivity_at_specificity_macro"):
-        area = {"roc_auc_macro": _rank_roc_auc, "pr_auc_macro": average_precision,
-                "sensitivity_at_specificity_macro": sensitivity_at_specificity}[metric]
-        return _mean_or_none(area(y_true[:, k], y_prob[:, k]) for k in columns)
-    if metric == "macro_f1":
-        # F1 = 2TP / (2TP + FP + FN), over the labels true or predicted somewhere.
-        seen = [k for k in columns if y_true[:, k].any() or y_pred[:, k].any()]
-        f1 = [2 * np.sum(y_true[:, k] & y_pred[:, k]) / (np.sum(y_true[:, k]) + np.sum(y_pred[:, k]))
-              for k in seen]
-        return float(np.mean(f1)) if seen else 0.0
-    if metric == "subset_accuracy":
-        return float(np.mean(np.all(y_true == y_pred, axis=1)))
-    if metric == "ece":
-        return calibration(y_prob.ravel(), y_true.ravel())["ece"]
-    raise ValueError(f"Unknown headline metric {metric!r} for a multi-label head.")
