@@ -100,7 +100,9 @@ def measure(app, seed=0, examples=None, epochs=None):
             else:
                 continue
             if share is not None:
-                shares.append(share), baselines.append(baseline), used.append(row)
+                shares.append(share)
+                baselines.append(baseline)
+                used.append(row)
     return {"app": app, "seed": seed, "examples_measured": len(used), "headline": results["report"]["headline"],
             "attribution_share": float(np.mean(shares)), "cue_share": float(np.mean(baselines)),
             "ratio": float(np.mean(shares) / np.mean(baselines)), "seconds": time.perf_counter() - start}

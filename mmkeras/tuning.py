@@ -176,7 +176,10 @@ def write_trials(tuner, space, out_dir):
     for trial_id in sorted(tuner.oracle.trials):
         trial = tuner.oracle.trials[trial_id]
         path = os.path.join(tuner.get_trial_dir(trial_id), _TRIAL_RECORD)
-        record = json.load(open(path)) if os.path.exists(path) else {}
+        record = {}
+        if os.path.exists(path):  # a trial interrupted before its end has no record
+            with open(path) as f:
+                record = json.load(f)
         rows.append({"trial": trial_id, "status": trial.status,
                      **{p: trial.hyperparameters.values.get(p) for p in space},
                      "validation": trial.score, "epochs_run": record.get("epochs_run"),
