@@ -73,18 +73,28 @@ def source_names_of(app, columns):
 @functools.lru_cache(maxsize=32)
 def _posterior_table(app, sources, num_samples, seed=0):
     """`{cue key: P(label)}` (`[C]`, per-class for multi-label), plus `None`: the prior."""
+    labels, draws = _cue_draws(app, num_samples, seed)
+    sums = collections.defaultdict(lambda: np.zeros(labels.shape[1]))
+    counts = collections.Counter()
+    for label, cues in zip(labels, draws):
+        key = _key(cues, sources)
+        sums[key] += label
+        counts[key] += 1
+    table = {key: total / counts[key] for key, total in sums.items()}
+    table[None] = labels.mean(axis=0)
+    return table
+
+
+@functools.lru_cache(maxsize=4)
+def _cue_draws(app, num_samples, seed):
+    """One sample of the generator's cue distribution, shared by every set of sources
+    (drawing it is most of the cost): labels one-hot `[num_samples, C]` and the cues."""
     demo_app = demo.DEMO_APPS[app]
     sampler = demo.CUE_SAMPLERS[app]
     rng = np.random.default_rng(seed)
-    sums = collections.defaultdict(lambda: np.zeros(len(demo_app.labels)))
-    counts = collections.Counter()
-    for _ in range(num_samples):
-        label, cues = sampler(rng)
-        key = _key(cues, sources)
-        for k in (key, None):
-            sums[k] += _one_hot(label, demo_app)
-            counts[k] += 1
-    return {key: total / counts[key] for key, total in sums.items()}
+    draws = [sampler(rng) for _ in range(num_samples)]
+    labels = np.array([_one_hot(label, demo_app) for label, _ in draws])
+    return labels, [cues for _, cues in draws]
 
 
 def _key(cues, sources):
