@@ -222,14 +222,23 @@ def test_transformer_needs_a_fixed_image_size():
 # === A model with every family trains, reloads and serves ===
 
 
-def test_every_family_trains_reloads_and_serves(presets, tmp_path):
+# A CNN, a ViT (class token) and SigLIP (a sub-model with attention pooling)
+# by default; the other three in a long run (`pytest -m slow`).
+FAMILY_GROUPS = [pytest.param(["keras_hub/resnet_18", "keras_hub/vit_base_patch16_224",
+                               "keras_hub/siglip_base_patch16_224"], id="one_per_kind"),
+                 pytest.param(["keras_hub/efficientnet2_rw_t", "keras_hub/dinov2_base", "keras_hub/clip_vit_base_patch16"],
+                              id="the_others", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("names", FAMILY_GROUPS)
+def test_every_family_trains_reloads_and_serves(names, presets, tmp_path):
     specs = [mmk.ImageInput(name.split("/")[1].split("_")[0], size=(SIZE, SIZE), backbone=name,
                             weights=presets[name][0], trainable=False, augment=False)
-             for name in sorted(FAMILIES)]
+             for name in names]
     # Cross-attention reads every family's tokens, pooling its summaries.
     model = mmk.build_model(specs, fusion="cross_attention", task=TASK, projection_dim=16)
     batch = {spec.name: pixels(seed=i) for i, spec in enumerate(specs)}
-    # One eager step: tracing a train step through six backbones takes ~20 s
+    # One eager step: tracing a train step through several backbones takes ~20 s
     # on a small CPU, and export traces the inference graph anyway.
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
     head = np.array(model.get_layer("label").weights[0])

@@ -206,15 +206,23 @@ def test_preset_loads_its_text_weights_and_packs_and_pools_like_keras_hub(encode
 # === One model of every family: train, serve, reload ===
 
 
-def test_every_family_trains_serves_and_reloads_in_safe_mode(presets, tmp_path):
+# One tokenizer of each kind (WordPiece, byte-pair, SentencePiece) by default;
+# all seven towers in one model take three minutes on two cores (`pytest -m slow`).
+FAMILY_GROUPS = [pytest.param(["bert_base_en_uncased", "roberta_base_en", "siglip_text"], id="one_per_tokenizer"),
+                 pytest.param(["distil_bert_base_en_uncased", "electra_small", "deberta_v3_small_en", "clip_text"],
+                              id="the_others", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("encoders", FAMILY_GROUPS)
+def test_every_family_trains_serves_and_reloads_in_safe_mode(encoders, presets, tmp_path):
     specs = [mmk.TextInput(encoder.split("_")[0], encoder=encoder, sequence_length=LENGTH,
-                           weights=presets[encoder][0]) for encoder in FAMILIES]
+                           weights=presets[encoder][0]) for encoder in encoders]
     # No modality dropout: every tower must see the one training step.
     model = mmk.build_model(specs, fusion="concat", task=TASK, projection_dim=8, modality_dropout=0.0)
     inputs = {spec.name: TEXTS for spec in specs}
     before = {spec.name: [w.numpy() for w in model.get_layer(f"{spec.name}_encoder").trainable_weights]
               for spec in specs}
-    # One eager step: tracing the train step of seven towers costs a minute
+    # One eager step: tracing the train step of several towers costs a minute
     # on two cores; export below runs the same graphs through tf.function.
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", run_eagerly=True)
     history = model.fit(tf.data.Dataset.from_tensor_slices((inputs, LABELS)).batch(7), epochs=1, verbose=0)
