@@ -51,7 +51,10 @@ setup(
     package_data={"mmkeras.serving": ["*.txt"]},  # the op lists
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "dev": ["pytest>=8"],
+        # The LiteRT runtime (mmkeras.litert): 2.3 runs beside TensorFlow 2.20 in one
+        # process (checked: 1.3.0 too, with the same outputs); the tests run it.
+        "edge": ["ai-edge-litert>=2.3,<2.4"],
+        "dev": ["pytest>=8", "ai-edge-litert>=2.3,<2.4"],
         "gpu": ["tensorflow[and-cuda]>=2.20,<2.21"],
     },
     entry_points={"console_scripts": ["mmkeras=mmkeras.cli:main"]},

@@ -29,17 +29,6 @@ import time
 import numpy as np
 
 
-def _decoded(examples, specs, batch_size=64):
-    """The examples' decoded inputs, as NumPy arrays (what the model takes)."""
-    from mmkeras.data.pipeline import make_dataset
-
-    columns = {}
-    for x, _ in make_dataset(examples, specs, batch_size=batch_size):
-        for name, value in x.items():
-            columns.setdefault(name, []).append(value.numpy())
-    return {name: np.concatenate(parts) for name, parts in columns.items()}
-
-
 def _mass_inside(attribution, region, shape):
     """Share of the positive cell scores inside `region` (y0, x0, y1, x1)."""
     grid = max(r for r, _ in attribution["parts"]) + 1
@@ -67,7 +56,8 @@ def measure(app, seed=0, examples=None, epochs=None):
     """Trains `app` once and measures its attributions against the recorded cues."""
     from mmkeras.app import load_app, run_app
     from mmkeras.data.demo import CUES_NAME
-    from mmkeras.data.splits import recorded_test_split
+    from mmkeras.data.pipeline import decoded_arrays
+    from mmkeras.data.splits import recorded_split
     from mmkeras.evaluation.attributions import occlusion_attributions
     from mmkeras.evaluation.predict import model_predict_fn
 
@@ -77,10 +67,10 @@ def measure(app, seed=0, examples=None, epochs=None):
         results = run_app(config, work_dir=tmp, export=False, verbose=0, seed=seed, num_examples=examples,
                           epochs=epochs, baselines=False)
         model, specs = results["model"], results["model"].specs
-        test = recorded_test_split(config, tmp)
+        test = recorded_split(config, tmp)
         with open(os.path.join(tmp, "demo_data", CUES_NAME), newline="") as f:
             cues = {int(row["row"]): row for row in csv.DictReader(f)}
-        inputs = _decoded(test, specs)
+        inputs = decoded_arrays(test, specs)
         predict = model_predict_fn(model, 64)
         predicted = predict(inputs).argmax(axis=1)
         labels = config.data.labels

@@ -32,7 +32,7 @@ __all__ = [
     "AudioInput", "CategoryInput", "Classification", "FUSIONS", "IMAGE_BACKBONES", "ImageInput", "MODALITIES",
     "Modality", "MultimodalClassifier", "SensorInput", "TEXT_ENCODERS", "TextInput", "TimeSeriesInput",
     "build_model", "build_unimodal",
-    "evaluation", "export", "load_model", "serving", "training", "unfreeze",
+    "evaluation", "export", "export_litert", "load_model", "serving", "training", "unfreeze",
 ]
 
 

@@ -19,6 +19,7 @@ from mmkeras.backbone_configs import IMAGE_BACKBONES  # noqa: F401
 from mmkeras.builder import build_model, build_unimodal  # noqa: F401
 from mmkeras.export import export  # noqa: F401
 from mmkeras.finetune import unfreeze  # noqa: F401
+from mmkeras.litert import export_litert  # noqa: F401
 from mmkeras.fusion import FUSIONS  # noqa: F401
 from mmkeras.modalities import (MODALITIES, AudioInput, CategoryInput, ImageInput, Modality,  # noqa: F401
                                 SensorInput, TextInput, TimeSeriesInput)

@@ -272,11 +272,26 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
 
         export_path = export_model(model, base_dir, sample_inputs=raw_examples(test, specs),
                                    metrics=report.get("headline"), serving_version=app.export.serving_version)
+    litert_path = _export_litert(app, model, base_dir, export_path, train, test) if export_path else None
     print(table)
     if export_path:
-        print(f"[{app.name}] exported to {export_path}; report in {os.path.join(work_dir, 'report')}")
-    return {"report": report, "export_path": export_path, "model_path": model_path,
+        print(f"[{app.name}] exported to {export_path}" + (f" and {litert_path}" if litert_path else "")
+              + f"; report in {os.path.join(work_dir, 'report')}")
+    return {"report": report, "export_path": export_path, "litert_path": litert_path, "model_path": model_path,
             "results_table": table, "model": model, "baselines": baseline_models}
+
+
+def _export_litert(app, model, base_dir, export_path, train, test):
+    """`export.litert`: the LiteRT file beside the SavedModel (`<base_dir>/litert/<same version>`),
+    calibrated on training rows and compared with the Keras model on the test split."""
+    if app.export.litert is None:
+        return None
+    from mmkeras.data.pipeline import decoded_arrays
+    from mmkeras.litert import export_litert, representative_arrays
+
+    return export_litert(model, os.path.join(base_dir, "litert"), int(os.path.basename(export_path)),
+                         quantize=app.export.litert, representative=representative_arrays(train, model.specs),
+                         check_inputs=decoded_arrays(test, model.specs), overwrite=True)
 
 
 def train_app_model(model, datasets, app, out_dir, fit_options, steps_per_epoch):

@@ -114,12 +114,19 @@ class EvaluationConfig:
     normal_label: str | None = None  # the "no finding" class, for miss and false-alarm rates
 
 
+# A LiteRT file's quantization: float32 ("none"), float16 weights, or int8 weights and activations.
+LITERT_QUANTIZATIONS = ("none", "float16", "int8")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExportConfig:
-    """`export:` where and for which TF Serving release the model is exported."""
+    """`export:` where and for which TF Serving release the model is exported, and whether for devices."""
 
     base_dir: str | None = None  # SavedModel folder; None: savedmodels/<app>
     serving_version: str = DEFAULT_SERVING_VERSION  # the TF Serving release whose ops are checked
+    # Also a LiteRT file for devices (mmkeras.litert), in <base_dir>/litert/<version>/:
+    # its quantization (int8 calibrates on the training rows); null: none written.
+    litert: Literal[LITERT_QUANTIZATIONS] | None = None
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
@@ -318,7 +325,7 @@ def _typed(value, kind, where):
     def mismatch(expected):
         return ValueError(f"{where}: expected {expected}. Received: {value!r}")
 
-    if typing.get_origin(kind) is types.UnionType:  # `X | None`: null is allowed
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):  # `X | None`: null is allowed
         if value is None:
             return None
         kind = typing.get_args(kind)[0]

@@ -21,6 +21,7 @@ import sys
 
 import yaml
 
+from mmkeras.app_config import LITERT_QUANTIZATIONS
 from mmkeras.serving.errors import ServingError
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION
 
@@ -116,13 +117,21 @@ def _parser():
     explain.add_argument("--out", help="output folder (default: runs/<app>/explain)")
     explain.set_defaults(handler=_explain)
 
-    export = commands.add_parser("export", help="export a .keras model as a TF Serving SavedModel")
+    export = commands.add_parser("export", help="export a .keras model as a TF Serving SavedModel or a "
+                                                "LiteRT file for devices")
     export.add_argument("model", help="a .keras file")
     export.add_argument("base_dir", help="the model's folder, e.g. savedmodels/sentiment")
     export.add_argument("--version", type=int)
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--serving-version", default=DEFAULT_SERVING_VERSION,
                         help="the TF Serving release to check the ops for: 2.20 (default) or 2.17-2.19")
+    export.add_argument("--format", choices=["savedmodel", "litert"], default="savedmodel",
+                        help="litert: one .tflite file, built-in ops only (pip install -e '.[edge]')")
+    export.add_argument("--quantize", choices=LITERT_QUANTIZATIONS, default="none",
+                        help="litert: float32 (none), float16 weights, or int8 (needs --data)")
+    export.add_argument("--data", help="litert int8: a manifest whose first rows calibrate the ranges "
+                                       "(the training rows)")
+    export.add_argument("--label-column", default="label", help="the label column of --data")
     export.set_defaults(handler=_export)
 
     data = commands.add_parser("data", help="data utilities")
@@ -231,13 +240,13 @@ def _evaluate(args):
     from mmkeras import evaluation
     from mmkeras.api import load_model
     from mmkeras.data.pipeline import make_dataset
-    from mmkeras.data.splits import SPLIT_FILE, recorded_test_split
+    from mmkeras.data.splits import SPLIT_FILE, recorded_split
 
     work_dir = args.work_dir or os.path.join("runs", app.name)
     if args.data:
         test, _ = app.load_examples(args.data)
     else:
-        test = recorded_test_split(app, work_dir)
+        test = recorded_split(app, work_dir)
     model = load_model(args.model)
     out_dir = args.out or _new_evaluation_dir(work_dir)
     report = evaluation.evaluate(
@@ -310,10 +319,28 @@ def _export(args):
     from mmkeras.api import load_model
     from mmkeras.export import export
 
+    if args.format == "savedmodel" and (args.quantize != "none" or args.data):
+        raise ValueError("--quantize and --data are for --format litert")
     # The model's config carries its input specs and labels: nothing else is needed.
     model = load_model(args.model)
+    if args.format == "litert":
+        print(_export_litert(model, args))
+        return
     print(export(model, args.base_dir, version=args.version, overwrite=args.overwrite,
                  serving_version=args.serving_version))
+
+
+def _export_litert(model, args):
+    from mmkeras.data.manifest import load_examples
+    from mmkeras.litert import export_litert, representative_arrays
+
+    representative = None
+    if args.data:
+        task = model.task
+        examples, _ = load_examples(args.data, model.specs, args.label_column, task.labels, task.multi_label)
+        representative = representative_arrays(examples, model.specs)
+    return export_litert(model, args.base_dir, args.version, quantize=args.quantize,
+                         representative=representative, overwrite=args.overwrite)
 
 
 def _validate(args):

@@ -9,13 +9,8 @@ its final folder, checked (ops, parity with `model.predict`), then renamed
 into place, so a TF Serving polling `base_dir` never sees half a version.
 """
 
-import contextlib
-import ctypes
-import errno
 import json
 import os
-import shutil
-import uuid
 
 import keras
 import numpy as np
@@ -27,12 +22,9 @@ from mmkeras.explain import explain_batch, reference_contributions
 from mmkeras.multimodal_classifier import MultimodalClassifier
 from mmkeras.tasks import label_output
 from mmkeras.serving.op_check import DEFAULT_SERVING_VERSION, check_serving_ops, serving_minor
+from mmkeras.version_folder import ExportError, clean_write_errors, write_version
 
 PARITY_TOLERANCE = 1e-4
-
-
-class ExportError(RuntimeError):
-    """An export failed a check; nothing was left in the export folder."""
 
 
 def export(model, base_dir, version=None, *, overwrite=False, sample_inputs=None,
@@ -70,87 +62,24 @@ def export(model, base_dir, version=None, *, overwrite=False, sample_inputs=None
     specs = model.specs
     serving_version = serving_minor(serving_version)
     base_dir = os.fspath(base_dir)
-    with _clean_write_errors(base_dir):
-        os.makedirs(base_dir, exist_ok=True)
-    version = savedmodel.next_version(base_dir) if version is None else int(version)
-    final_dir = os.path.join(base_dir, str(version))
-    if os.path.exists(final_dir) and not overwrite:
-        raise FileExistsError(f"Version {version} already exists at {final_dir}; pass overwrite=True "
-                              f"or another version.")
-    # TF Serving only loads integer-named folders, so a dot-name stays invisible.
-    tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
-    try:
-        with _clean_write_errors(base_dir):
-            _write_saved_model(model, tmp_dir)
-        problems = check_serving_ops(tmp_dir, serving_version)
+
+    def write(folder, version):
+        with clean_write_errors(base_dir):
+            _write_saved_model(model, folder)
+        problems = check_serving_ops(folder, serving_version)
         if problems:
             raise ExportError(f"The SavedModel would not run on stock TF Serving {serving_version}:\n  "
                               + "\n  ".join(problems))
         samples = sample_inputs or synthetic_inputs(specs)
-        check_parity(model, specs, tmp_dir, samples)
-        with _clean_write_errors(base_dir):
-            _write_metadata(tmp_dir, model, version, metrics, serving_version)
+        check_parity(model, specs, folder, samples)
+        with clean_write_errors(base_dir):
+            _write_metadata(folder, model, version, metrics, serving_version)
             if warmup:
                 from mmkeras.serving.warmup import write_warmup_requests
 
-                write_warmup_requests(tmp_dir, os.path.basename(os.path.normpath(base_dir)),
-                                      [samples])
-        _move_into_place(tmp_dir, final_dir, version)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return final_dir
+                write_warmup_requests(folder, os.path.basename(os.path.normpath(base_dir)), [samples])
 
-
-@contextlib.contextmanager
-def _clean_write_errors(base_dir):
-    """A full, read-only or missing export target is one clear ExportError
-    (TensorFlow's file system raises its own error types, Python's OSError)."""
-    try:
-        yield
-    except (OSError, tf.errors.OpError) as e:
-        reason = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
-        raise ExportError(f"Could not write the export into {base_dir}: {reason}. Nothing was "
-                          f"added there; earlier versions are untouched.") from e
-
-
-def _move_into_place(tmp_dir, final_dir, version):
-    """Renames the finished export to its version folder.
-
-    An existing version (overwrite=True) is swapped with the new one in one
-    atomic step on Linux (`renameat2(RENAME_EXCHANGE)`), so a server always
-    finds the old or the new complete version. Where the system cannot swap
-    folders, the old one is renamed aside first: a moment without the version.
-    """
-    if os.path.exists(final_dir) and _exchange(tmp_dir, final_dir):
-        return  # tmp_dir now holds the old version; export() removes it
-    old = None
-    if os.path.exists(final_dir):
-        old = f"{os.path.dirname(final_dir)}/.old-{version}-{uuid.uuid4().hex[:8]}"
-        os.rename(final_dir, old)
-    try:
-        os.rename(tmp_dir, final_dir)
-    except OSError as e:
-        if old and not os.path.exists(final_dir):
-            os.rename(old, final_dir)  # keep serving the old version
-        raise FileExistsError(f"Could not move the export into {final_dir} ({e}); another export "
-                              f"running? Export again with another version.") from e
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _exchange(path_a, path_b):
-    """Atomically swaps two paths; False where the system cannot (not Linux,
-    an old kernel or C library, a file system without the operation)."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2  # <fcntl.h>, <linux/fs.h>
-    if renameat2(at_fdcwd, os.fsencode(path_a), at_fdcwd, os.fsencode(path_b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(code, os.strerror(code), path_b)
+    return write_version(base_dir, version, write, overwrite=overwrite)
 
 
 def raw_signature(specs):

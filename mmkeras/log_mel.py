@@ -40,12 +40,20 @@ def _melscale(spectrogram, rate, mels, fmin, fmax):
     return tf.tensordot(spectrogram, matrix, 1)
 
 
-def _dbscale(spectrogram, top_db, amin=1e-10):
-    log_spec = 10.0 * tf.math.log(tf.math.maximum(tf.math.square(spectrogram), amin)) / tf.math.log(10.0)
-    return tf.math.maximum(log_spec, tf.math.reduce_max(log_spec) - top_db)
+CORE_OPS = types.SimpleNamespace(spectrogram=_spectrogram, melscale=_melscale)
 
 
-CORE_OPS = types.SimpleNamespace(spectrogram=_spectrogram, melscale=_melscale, dbscale=_dbscale)
+def _per_example_db(mel, top_db):
+    """Mel magnitudes `[B, frames, mels]` -> dB, clipped at each example's peak - `top_db`.
+
+    tensorflow-io's `dbscale` (`10 log10(max(x^2, 1e-10))` over the whole
+    tensor), written as `20 log10(max(x, 1e-5))` with the peak per example:
+    the same values, but 1e-5 stays above zero in float16 (a LiteRT float16
+    model would take log(0) of a silent clip), and a max over axes needs no
+    loop over examples (`tf.map_fn`, which int8 conversion cannot calibrate).
+    """
+    log_spec = 20.0 * tf.math.log(tf.math.maximum(mel, 1e-5)) / tf.math.log(10.0)
+    return tf.math.maximum(log_spec, tf.math.reduce_max(log_spec, axis=[1, 2], keepdims=True) - top_db)
 
 
 @functools.cache
@@ -74,9 +82,9 @@ def audio_functions():
 class LogMelSpectrogram(keras.layers.Layer):
     """Waveform `[B, samples]` -> log-mel spectrogram `[B, frames, mels]` in dB.
 
-    tensorflow-io's `spectrogram -> melscale -> dbscale`. `dbscale` clips at
-    `max - top_db` over the whole tensor it gets, so it runs per example: an
-    example's features then do not depend on what else is in its batch.
+    tensorflow-io's `spectrogram -> melscale`, then dB clipped at each
+    example's own `max - top_db` (`_per_example_db`): an example's features do
+    not depend on what else is in its batch.
 
     Args:
         sample_rate: Hz of the input waveform.
@@ -114,7 +122,7 @@ class LogMelSpectrogram(keras.layers.Layer):
                                         stride=self.hop_size)
         mel = audio.melscale(spectrogram, rate=self.sample_rate, mels=self.num_mels,
                              fmin=self.min_freq, fmax=self.max_freq)
-        return tf.map_fn(lambda example: audio.dbscale(example, top_db=self.top_db), mel)
+        return _per_example_db(mel, self.top_db)
 
     def num_frames(self, num_samples):
         return -(-num_samples // self.hop_size)  # stft(pad_end=True)

@@ -78,6 +78,21 @@ def test_cli_run_and_evaluate(tmp_path, capsys):
     assert os.path.isdir(tmp_path / "models" / "1")
     model = keras.models.load_model(os.path.join(work, "model.keras"))
     assert model.get_layer("fusion").__class__.__name__ == "WeightedSumFusion"
+    # export.litert: int8, beside the SavedModel, compared with the model on the test split.
+    edge = json.load(open(tmp_path / "models" / "litert" / "1" / "mmkeras.json"))
+    split = json.load(open(os.path.join(work, "split.json")))
+    assert edge["quantize"] == "int8" and edge["compared_with_keras"]["examples"] == len(split["rows"]["test"])
+    assert [entry["name"] for entry in edge["inputs"]] == [spec.name for spec in model.specs]
+    # ... and from the command line, for any .keras file.
+    keras_file = os.path.join(work, "model.keras")
+    assert cli_main(["export", keras_file, str(tmp_path / "edge"), "--format", "litert",
+                     "--quantize", "float16"]) == 0
+    assert os.path.isfile(tmp_path / "edge" / "1" / "model.tflite")
+    assert cli_main(["export", keras_file, str(tmp_path / "edge"), "--format", "litert", "--quantize", "int8"]) == 1
+    assert "int8 quantization calibrates on training examples" in capsys.readouterr().err
+    assert cli_main(["export", keras_file, str(tmp_path / "edge"), "--format", "litert", "--quantize", "int8",
+                     "--data", split["manifest"]]) == 0
+    assert json.load(open(tmp_path / "edge" / "2" / "mmkeras.json"))["quantize"] == "int8"
     run_report = open(os.path.join(work, "report", "metrics.json")).read()
 
     # evaluate writes a new report each time, never over the run's.
@@ -86,7 +101,6 @@ def test_cli_run_and_evaluate(tmp_path, capsys):
                          "--work-dir", work]) == 0
         report = json.load(open(os.path.join(work, "evaluations", str(n), "metrics.json")))
     assert open(os.path.join(work, "report", "metrics.json")).read() == run_report
-    split = json.load(open(os.path.join(work, "split.json")))
     assert "miss_rate" in report["metrics"] and report["num_examples"] == len(split["rows"]["test"])
     assert not set(split["rows"]["test"]) & set(split["rows"]["train"])
 

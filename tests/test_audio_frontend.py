@@ -22,8 +22,20 @@ def test_core_log_mel_equals_tensorflow_io():
     for functions in (tfio_audio, CORE_OPS):
         spectrogram = functions.spectrogram(waveform, nfft=256, window=200, stride=80)
         mel = functions.melscale(spectrogram, rate=8000, mels=32, fmin=20.0, fmax=4000.0)
-        results.append(functions.dbscale(mel, top_db=80.0).numpy())
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-4)
+        results.append(mel.numpy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-5)
+
+
+@needs_tfio
+def test_the_layers_decibels_are_tensorflow_ios_dbscale_per_example():
+    clips = np.random.default_rng(2).uniform(-0.5, 0.5, (3, 4000)).astype("float32")
+    clips[1] *= 1e-3  # a quiet clip: its own peak, not the batch's, sets its floor
+    clips[2] = 0.0
+    layer = LogMelSpectrogram(sample_rate=8000, fft_size=256, window_size=200, hop_size=80, num_mels=32)
+    spectrogram = tfio_audio.spectrogram(clips, nfft=256, window=200, stride=80)
+    mel = tfio_audio.melscale(spectrogram, rate=8000, mels=32, fmin=20.0, fmax=4000.0)
+    expected = np.stack([tfio_audio.dbscale(example, top_db=80.0).numpy() for example in mel])
+    np.testing.assert_allclose(layer(clips).numpy(), expected, rtol=1e-5, atol=1e-3)
 
 
 def test_spec_augment_masks_are_seeded_and_within_their_bounds():

@@ -63,6 +63,7 @@ def test_a_misspelled_key_is_an_error_naming_its_path(tmp_path):
      "model.fusion_options: expected a mapping. Received: ['hidden_dim']"),
     ('serving_version: "2.20"', "serving_version: 2.20",  # YAML reads 2.20 as the number 2.2
      "export.serving_version: expected a string. Received: 2.2"),
+    ("litert: int8", "litert: int4", "export.litert: expected one of ['none', 'float16', 'int8']. Received: 'int4'"),
     ("normal_label: ok", "normal_label: okay", "evaluation.normal_label: expected one of data.labels "
      "['ok', 'scratch', 'dent', 'contamination'] (did you mean 'ok'?)"),
     ("headline: macro_f1", "headline: macro_f2", "evaluation.headline: unknown headline 'macro_f2' (did you "

@@ -1,5 +1,6 @@
 """tf.data pipelines: validated examples or TFRecords -> decoded, batched inputs."""
 
+import numpy as np
 import tensorflow as tf
 
 from mmkeras.data.decode import decode_example
@@ -67,3 +68,20 @@ def _as_tensors(columns, specs):
 def _read_raw(example, specs):
     """Column values -> raw values (file paths become their bytes; "" stays missing)."""
     return {spec.name: spec.read_raw(example[spec.name]) for spec in specs}
+
+
+def decoded_arrays(examples, specs, batch_size=64):
+    """The examples' decoded inputs as NumPy arrays, `{name: [N, ...]}` (what the model takes).
+
+    Example:
+    >>> import numpy as np, mmkeras as mmk
+    >>> from mmkeras.data.manifest import Examples
+    >>> examples = Examples({"readings": np.ones((3, 2), "float32")}, np.zeros(3, "int32"), [1, 2, 3])
+    >>> decoded_arrays(examples, [mmk.SensorInput("readings", ["a", "b"])])["readings"].shape
+    (3, 2)
+    """
+    columns = {}
+    for x, _ in make_dataset(examples, specs, batch_size=batch_size, cache=False):
+        for name, value in x.items():
+            columns.setdefault(name, []).append(value.numpy())
+    return {name: np.concatenate(parts) for name, parts in columns.items()}

@@ -162,9 +162,10 @@ def write_split(work_dir, manifest, seed, train, val, test, how=None):
     os.replace(path + ".tmp", path)
 
 
-def recorded_test_split(app, work_dir):
-    """The test examples of the run in `work_dir` (the rows its model never trained on),
-    read again from its manifest with `app.load_examples`."""
+def recorded_split(app, work_dir, part="test"):
+    """The examples of one part (`"train"`, `"validation"`, `"test"`) of the run in
+    `work_dir`, read again from its manifest with `app.load_examples`; the test
+    part holds the rows its model never trained on."""
     path = os.path.join(work_dir, SPLIT_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No {SPLIT_FILE} in {work_dir}: run `mmkeras run` or `mmkeras train` "
@@ -174,10 +175,10 @@ def recorded_test_split(app, work_dir):
     examples, _ = app.load_examples(record["manifest"], on_error="skip",
                                     report_path=os.path.join(work_dir, "skipped_rows.csv"))
     position = {row: i for i, row in enumerate(examples.rows)}
-    gone = [row for row in record["rows"]["test"] if row not in position]
+    gone = [row for row in record["rows"][part] if row not in position]
     if gone:
         raise ValueError(
-            f"{len(gone)} of the {len(record['rows']['test'])} test rows of the run in {work_dir} are no "
+            f"{len(gone)} of the {len(record['rows'][part])} {part} rows of the run in {work_dir} are no "
             f"longer valid rows of {record['manifest']} (rows {gone[:10]}); the manifest or its files "
             f"changed since. Evaluate on a manifest with --data, or run again.")
-    return subset(examples, np.asarray([position[row] for row in record["rows"]["test"]]))
+    return subset(examples, np.asarray([position[row] for row in record["rows"][part]]))

@@ -85,7 +85,8 @@ class CategoryInput(StringRaw, Modality):
         if self.needs_adapt():
             raise ValueError(f"CategoryInput({self.name!r}) has no vocabulary: pass `vocabulary=`, or "
                              f"build with `adapt_data=` so it learns one.")
-        presence = TextPresence(name=f"{self.name}_presence")(x)
+        # Values come stripped (`_category_string`); "" alone is missing, as for the lookup.
+        presence = TextPresence(strip=False, name=f"{self.name}_presence")(x)
         # "" (missing) is the mask token, id 0; unseen values hash to the
         # buckets after it; the vocabulary follows.
         ids = keras.layers.StringLookup(vocabulary=self.vocabulary, num_oov_indices=self.num_oov_buckets,
@@ -137,6 +138,13 @@ class CategoryInput(StringRaw, Modality):
 
     def synthetic_raw(self, rng):
         return str(rng.choice(self.vocabulary)) if self.vocabulary else "a category"
+
+    def edge_refusal(self):
+        if self.num_oov_buckets > 1:
+            return (f"category input {self.name!r}: num_oov_buckets={self.num_oov_buckets} hashes unseen "
+                    f"values (StringToHashBucketFast), which is not a LiteRT built-in op; "
+                    f"num_oov_buckets=1 is")
+        return None
 
     def get_config(self):
         return {"name": self.name, "max_tokens": self.max_tokens, "num_oov_buckets": self.num_oov_buckets,

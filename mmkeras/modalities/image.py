@@ -191,6 +191,9 @@ class ImageInput(FileBytesRaw, Modality):
     def decoded_bytes(self):
         return 4 * self.size[0] * self.size[1] * 3
 
+    def edge_spec(self):
+        return tf.TensorSpec((None, None, 3), tf.float32)  # any size: the model resizes
+
     def batch_augmenter(self, seed):
         return image_augment.batch_augmenter(self.name, self.augment, seed) if self.augment else None
 

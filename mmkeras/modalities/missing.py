@@ -64,7 +64,8 @@ class SplitMissing(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class TextPresence(keras.layers.Layer):
-    """Presence flag `[B, 1]` of a string input: 0.0 for the empty string.
+    """Presence flag `[B, 1]` of a string input: 0.0 for the empty string
+    (and, with `strip`, for a blank one).
 
     Example:
     >>> import numpy as np
@@ -72,12 +73,20 @@ class TextPresence(keras.layers.Layer):
     [1.0, 0.0]
     """
 
+    def __init__(self, strip=True, **kwargs):
+        super().__init__(**kwargs)
+        self.strip = bool(strip)
+
     def call(self, inputs):
         import tensorflow as tf
 
         inputs = tf.reshape(tf.convert_to_tensor(inputs), [-1])
-        present = tf.strings.length(tf.strings.strip(inputs)) > 0
+        # Without strip only "" is missing: string stripping is not a LiteRT built-in op.
+        present = tf.strings.length(tf.strings.strip(inputs)) > 0 if self.strip else tf.not_equal(inputs, "")
         return tf.cast(present, "float32")[:, None]
+
+    def get_config(self):
+        return {**super().get_config(), "strip": self.strip}
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor((inputs.shape[0], 1), dtype="float32")
@@ -212,6 +221,29 @@ class MaskedMaxPooling1D(keras.layers.Layer):
     def call(self, inputs, mask):
         masked = ops.where(ops.expand_dims(mask, -1), inputs, ops.full_like(inputs, -1e9))
         return ops.max(masked, axis=1)
+
+    def compute_output_spec(self, inputs, mask):
+        return keras.KerasTensor((inputs.shape[0], inputs.shape[2]), dtype=self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class MaskedAveragePooling1D(keras.layers.Layer):
+    """The mean over the steps a mask keeps: `[B, T, D]`, `[B, T]` -> `[B, D]`.
+
+    `keras.layers.GlobalAveragePooling1D(mask=...)` divides by the count of
+    kept steps; LiteRT has no int8 division, so this weighs the steps with a
+    softmax that gives the dropped ones none (the same mean, no division).
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.array([[[1.0], [5.0], [3.0]]], "float32")
+    >>> MaskedAveragePooling1D()(x, np.array([[True, False, True]])).numpy().tolist()
+    [[2.0]]
+    """
+
+    def call(self, inputs, mask):
+        weights = ops.softmax(ops.where(mask, 0.0, -1e9), axis=1)
+        return ops.sum(inputs * ops.cast(ops.expand_dims(weights, -1), inputs.dtype), axis=1)
 
     def compute_output_spec(self, inputs, mask):
         return keras.KerasTensor((inputs.shape[0], inputs.shape[2]), dtype=self.compute_dtype)

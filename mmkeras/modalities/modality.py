@@ -186,6 +186,18 @@ class Modality:
         each part by how much hiding it lowers the predicted class's probability."""
         return None
 
+    # --- The edge (LiteRT) -----------------------------------------------------
+
+    def edge_spec(self):
+        """`tf.TensorSpec` of one example's input to a LiteRT model
+        (`mmkeras.litert`; batch 1 is added): the decoded value by default."""
+        return self.decoded_spec()
+
+    def edge_refusal(self):
+        """None, or why this input cannot run in a LiteRT model, which may hold
+        built-in ops only (the pip runtime has no TensorFlow-ops delegate)."""
+        return None
+
     # --- TFRecords ---------------------------------------------------------
 
     def tfrecord_feature(self):

@@ -176,6 +176,10 @@ class TextInput(StringRaw, Modality):
     def synthetic_raw(self, rng):
         return "a sample sentence for the export check"
 
+    def edge_refusal(self):
+        return (f"text input {self.name!r}: its tokenizer (TF Text / KerasHub string ops: case folding, "
+                f"regex splitting, WordPiece or SentencePiece) has no LiteRT built-in ops")
+
     def occlusions(self, value, max_words=60):
         """Each of the first `max_words` words removed from the text."""
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

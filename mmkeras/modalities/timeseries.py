@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.modalities.missing import MaskedMaxPooling1D, SplitMissingFeatures, StepMask
+from mmkeras.modalities.missing import MaskedAveragePooling1D, MaskedMaxPooling1D, SplitMissingFeatures, StepMask
 from mmkeras.modalities.modality import Encoded, Modality, Proposal, feature_occlusions
 from mmkeras.modalities.column_cells import sampled_files
 from mmkeras.modalities.raw_formats import finite_check, floats_feature, value_range
@@ -310,11 +310,11 @@ def _csv_series(text, features):
 def _pool(tokens, step_mask, pooling, name):
     """`[B, T, D]` -> `[B, D]` (`[B, 2D]` for avg_max) over the steps `step_mask` keeps, named `<name>_pool`."""
     if pooling == "avg":
-        return keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(tokens, mask=step_mask)
+        return MaskedAveragePooling1D(name=f"{name}_pool")(tokens, step_mask)
     if pooling == "max":
         return MaskedMaxPooling1D(name=f"{name}_pool")(tokens, step_mask)
     return keras.layers.Concatenate(name=f"{name}_pool")([
-        keras.layers.GlobalAveragePooling1D(name=f"{name}_avg_pool")(tokens, mask=step_mask),
+        MaskedAveragePooling1D(name=f"{name}_avg_pool")(tokens, step_mask),
         MaskedMaxPooling1D(name=f"{name}_max_pool")(tokens, step_mask)])
 
 
