@@ -139,10 +139,13 @@ def convert(model, quantize="none", representative=None):
 
 
 def _conversion_failure(message):
+    """The converter's long message (MLIR included) -> the ops it could not convert."""
     ops = sorted({line.split("'")[1] for line in message.splitlines()
                   if "is neither a custom op nor a flex op" in line and "'" in line})
-    named = f" Ops LiteRT has no built-in for: {', '.join(ops)}." if ops else ""
-    return f"The model does not convert to LiteRT with built-in ops only.{named}\n{message[-2000:]}"
+    if not ops:
+        return f"The model does not convert to LiteRT with built-in ops only:\n{message[-2000:]}"
+    return (f"The model does not convert to LiteRT with built-in ops only. Ops LiteRT has no built-in "
+            f"for: {', '.join(ops)}.")
 
 
 def representative_arrays(examples, specs):

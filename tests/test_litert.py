@@ -135,6 +135,15 @@ def test_what_cannot_convert_is_refused_before_anything_is_written(spec, message
     assert not os.path.exists(tmp_path / "edge")
 
 
+def test_a_kind_that_does_not_say_it_cannot_convert_is_stopped_by_the_converter(tmp_path, monkeypatch):
+    monkeypatch.setattr(mmk.TextInput, "edge_refusal", lambda self: None)
+    model = mmk.build_unimodal(mmk.TextInput("note", vocabulary_size=50, sequence_length=8), TASK, projection_dim=8,
+                               adapt_data={"note": np.array(["a loud pump", "fine"])})
+    with pytest.raises(ExportError, match="Ops LiteRT has no built-in for: .*tf.CaseFoldUTF8"):
+        litert.export_litert(model, tmp_path / "edge")
+    assert not os.path.exists(tmp_path / "edge")
+
+
 def test_int8_without_calibration_rows_is_refused(tmp_path):
     model = build([kinds()["sensor"]])
     with pytest.raises(ValueError, match="int8 quantization calibrates on training examples"):
