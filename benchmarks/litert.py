@@ -19,7 +19,7 @@ Targets: float32 max difference <= 1e-4; float16 label agreement >= 99.5%;
 int8 headline within 0.02 of the Keras model's; int8 size <= 0.3x and
 latency <= 0.5x.
 
-Usage: python benchmarks/litert.py [--seed S] [--examples N] [--epochs E] [--out F]
+Usage: python benchmarks/litert.py [--seed S] [--examples N] [--epochs E] [--reuse DIR] [--out F]
 """
 
 import argparse
@@ -31,8 +31,9 @@ import tempfile
 import time
 
 
-def measure(seed=0, examples=None, epochs=None):
-    """Trains the inspection app once and measures its three LiteRT files."""
+def measure(seed=0, examples=None, epochs=None, reuse=None):
+    """Trains the inspection app once (or takes the run in `reuse`, a folder an
+    earlier measurement printed) and measures its three LiteRT files."""
     import tensorflow as tf
 
     from mmkeras import litert, litert_runtime
@@ -41,13 +42,17 @@ def measure(seed=0, examples=None, epochs=None):
     from mmkeras.data.splits import recorded_split
     from mmkeras.evaluation.headline_metric import headline_score
 
+    from mmkeras.api import load_model
+
     app = load_app(os.path.join("apps", "inspection"))
-    work = tempfile.mkdtemp(prefix="litert-")
+    work = reuse or tempfile.mkdtemp(prefix="litert-")
+    print(f"run folder: {work}", flush=True)
     started = time.perf_counter()
-    result = run_app(app, work_dir=os.path.join(work, "run"), export_dir=os.path.join(work, "models"),
-                     num_examples=examples, epochs=epochs, baselines=False, seed=seed, verbose=0)
+    if not reuse:
+        run_app(app, work_dir=os.path.join(work, "run"), export_dir=os.path.join(work, "models"),
+                num_examples=examples, epochs=epochs, baselines=False, seed=seed, verbose=0)
     train_seconds = time.perf_counter() - started
-    model, saved = result["model"], result["export_path"]
+    model, saved = load_model(os.path.join(work, "run", "model.keras")), os.path.join(work, "models", "1")
     train, test = (recorded_split(app, os.path.join(work, "run"), part) for part in ("train", "test"))
     inputs = decoded_arrays(test, model.specs)
     representative = litert.representative_arrays(train, model.specs)
@@ -116,9 +121,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", type=int, help="demo rows (default: the app's)")
     parser.add_argument("--epochs", type=int, help="default: the app's")
+    parser.add_argument("--reuse", help="the run folder of an earlier measurement: no training")
     parser.add_argument("--out", default="runs/bench/litert.json")
     args = parser.parse_args(argv)
-    figures = measure(args.seed, args.examples, args.epochs)
+    figures = measure(args.seed, args.examples, args.epochs, args.reuse)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as file:
         json.dump(figures, file, indent=2)

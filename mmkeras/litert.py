@@ -132,10 +132,22 @@ def convert(model, quantize="none", representative=None):
             converter.target_spec.supported_types = [tf.float16]
         if quantize == "int8":
             converter.representative_dataset = lambda: calibration_examples(model.specs, representative)
+            converter._experimental_calibrate_only = True  # quantized below, front ends left in float
         try:
-            return converter.convert()
+            content = converter.convert()
         except Exception as e:  # the converter raises ConverterError and others
             raise ExportError(_conversion_failure(str(e))) from None
+    return _quantize_int8(content, model.specs) if quantize == "int8" else content
+
+
+def _quantize_int8(calibrated, specs):
+    """A calibrated model quantized to int8 but the kinds' `edge_float_layers`
+    (what `tf.lite.experimental.QuantizationDebugger` does to keep layers in float)."""
+    from tensorflow.lite.python import convert as lite_convert
+
+    layers = [layer for spec in specs for layer in spec.edge_float_layers()]
+    nodes = litert_runtime.output_names(calibrated, layers)
+    return lite_convert.mlir_quantize(calibrated, denylisted_nodes=nodes)
 
 
 def _conversion_failure(message):

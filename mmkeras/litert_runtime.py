@@ -11,6 +11,7 @@ Example:
 """
 
 import collections
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -71,3 +72,13 @@ def float_ops(content):
         op["op_name"] for op in runtime._get_ops_details()
         if op["op_name"] != "QUANTIZE" and any(dtypes.get(i) == np.float32 for i in op["inputs"] if i >= 0))
     return dict(sorted(counts.items()))
+
+
+def output_names(content, layers):
+    """Output tensor names of the ops that compute the Keras layers named `layers`
+    (their names hold `<model>/<layer>_<n>/...`)."""
+    pattern = re.compile("/(" + "|".join(map(re.escape, layers)) + r")(_\d+)?/")
+    runtime = interpreter(content, delegates=False)
+    names = {tensor["index"]: tensor["name"] for tensor in runtime.get_tensor_details()}
+    return [names[i] for op in runtime._get_ops_details() for i in op["outputs"]
+            if i in names and pattern.search(names[i])]

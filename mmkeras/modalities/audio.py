@@ -144,6 +144,10 @@ class AudioInput(FileBytesRaw, Modality):
             return _cnn_encoder(log_mel, presence, self.name)
         return _transformer_encoder(log_mel, self.name)
 
+    def edge_float_layers(self):
+        # The spectrogram's magnitudes span decades: int8 would zero the quiet bins before the log.
+        return [f"{self.name}_{layer}" for layer in ("missing", "log_mel", "mel_norm")]
+
     # --- Its path: a manifest cell names a WAV (or FLAC/OGG/MP3) file; a client
     # sends 16-bit PCM WAV bytes; the graph decodes them to `num_samples`.
 

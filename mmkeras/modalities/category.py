@@ -139,6 +139,11 @@ class CategoryInput(StringRaw, Modality):
     def synthetic_raw(self, rng):
         return str(rng.choice(self.vocabulary)) if self.vocabulary else "a category"
 
+    def edge_float_layers(self):
+        # int8 calibration runs without the lookup's table (every value reads as unseen),
+        # so the ranges after it are wrong: the whole path to the fusion stays float.
+        return [f"{self.name}_{layer}" for layer in ("presence", "lookup_embedding", "projection", "embedding")]
+
     def edge_refusal(self):
         if self.num_oov_buckets > 1:
             return (f"category input {self.name!r}: num_oov_buckets={self.num_oov_buckets} hashes unseen "

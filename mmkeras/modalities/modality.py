@@ -193,6 +193,12 @@ class Modality:
         (`mmkeras.litert`; batch 1 is added): the decoded value by default."""
         return self.decoded_spec()
 
+    def edge_float_layers(self):
+        """Names of the layers an int8 LiteRT model keeps in float: the input's
+        front end up to where its values are normalised (per-tensor int8 ranges
+        would flatten raw features of different scales, or quiet spectrogram bins)."""
+        return [f"{self.name}_missing"]
+
     def edge_refusal(self):
         """None, or why this input cannot run in a LiteRT model, which may hold
         built-in ops only (the pip runtime has no TensorFlow-ops delegate)."""

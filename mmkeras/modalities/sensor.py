@@ -174,6 +174,10 @@ class SensorInput(Modality):
         """Each feature made missing (NaN)."""
         return feature_occlusions(value, self.features)
 
+    def edge_float_layers(self):
+        # Raw features of different scales share one tensor: normalised first, in float.
+        return [f"{self.name}_{layer}" for layer in ("normalize", "missing")]
+
     def get_config(self):
         return {"name": self.name, "features": self.features, "mean": self.mean,
                 "variance": self.variance, "hidden_dim": self.hidden_dim}

@@ -221,6 +221,12 @@ class TimeSeriesInput(Modality):
         """Each feature made missing (NaN) at every step."""
         return feature_occlusions(value, self.features)
 
+    def edge_float_layers(self):
+        # Raw features normalised in float; the masked pools weigh steps by a mask
+        # (a mean's 1/steps, a max's -1e9 fill) that int8 would round away.
+        return [f"{self.name}_{layer}" for layer in ("normalize", "missing", "step_mask", "avg_pool", "max_pool",
+                                                     "pool")]
+
     def get_config(self):
         return {"name": self.name, "features": self.features, "steps": self.steps, "encoder": self.encoder,
                 "hidden_dim": self.hidden_dim, "pooling": self.pooling, "mean": self.mean, "variance": self.variance}
