@@ -199,6 +199,10 @@ def run_app(app, *, manifest=None, work_dir=None, export_dir=None, num_examples=
     base_dir = export_dir or app.export.base_dir or os.path.join("savedmodels", app.name)
     print(f"[{app.name}] writing the run to {os.path.abspath(work_dir)}"
           + (f", the SavedModel under {os.path.abspath(base_dir)}" if export else ""))
+    refusals = [reason for spec in app.specs() if (reason := spec.edge_refusal())] if export else []
+    if refusals and app.export.litert is not None:  # said now, not after training
+        raise ValueError(f"{app.file}: export.litert: this app cannot run as a LiteRT model:\n  "
+                         + "\n  ".join(refusals) + "\nSet export.litert: null.")
     created = not os.path.exists(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     data, train_config = app.data, app.training

@@ -151,3 +151,13 @@ def test_int8_without_calibration_rows_is_refused(tmp_path):
         litert.export_litert(model, tmp_path, quantize="int8")
     with pytest.raises(ValueError, match=r"quantize must be one of \['none', 'float16', 'int8'\]"):
         litert.export_litert(model, tmp_path, quantize="int4")
+
+
+def test_an_app_whose_inputs_cannot_convert_says_so_before_training(tmp_path):
+    from mmkeras.app import load_app, run_app, with_overrides
+
+    app = with_overrides(load_app(os.path.join(os.path.dirname(__file__), "..", "apps", "sentiment")),
+                         ["export.litert=int8"])
+    with pytest.raises(ValueError, match="export.litert: this app cannot run as a LiteRT model:\n  text input 'review'"):
+        run_app(app, work_dir=tmp_path / "run", num_examples=30, epochs=1)
+    assert not os.path.exists(tmp_path / "run")
