@@ -170,9 +170,23 @@ def machine():
 
     gpus = tf.config.list_physical_devices("GPU")
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "tensorflow": tf.__version__,
+            "cpu": cpu_description(), "tensorflow": tf.__version__,
             "device": (tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
                        if gpus else "cpu")}
+
+
+def cpu_description():
+    """The CPU's model name and widest vector instructions: figure 5 divides by a matmul
+    peak that is 6x higher with AVX-512 than on the machines of 2026-11-26."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            info = file.read()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    vector = next((v for v in ("avx512f", "avx2", "avx") if v in flags), "sse")
+    return f"{name} ({vector})"
 
 
 def _reset_keras():
