@@ -293,8 +293,10 @@ def _export_litert(app, model, base_dir, export_path, train, test):
     from mmkeras.data.pipeline import decoded_arrays
     from mmkeras.litert import export_litert, representative_arrays
 
+    quantize = app.export.litert
+    representative = representative_arrays(train, model.specs) if quantize == "int8" else None
     return export_litert(model, os.path.join(base_dir, "litert"), int(os.path.basename(export_path)),
-                         quantize=app.export.litert, representative=representative_arrays(train, model.specs),
+                         quantize=quantize, representative=representative,
                          check_inputs=decoded_arrays(test, model.specs), overwrite=True)
 
 

@@ -85,7 +85,7 @@ class CategoryInput(StringRaw, Modality):
         if self.needs_adapt():
             raise ValueError(f"CategoryInput({self.name!r}) has no vocabulary: pass `vocabulary=`, or "
                              f"build with `adapt_data=` so it learns one.")
-        # Values come stripped (`_category_string`); "" alone is missing, as for the lookup.
+        # Values come stripped (`_as_text`); "" alone is missing, as it is for the lookup.
         presence = TextPresence(strip=False, name=f"{self.name}_presence")(x)
         # "" (missing) is the mask token, id 0; unseen values hash to the
         # buckets after it; the vocabulary follows.
