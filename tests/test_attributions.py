@@ -98,3 +98,23 @@ def test_mmkeras_explain_writes_the_page_for_chosen_rows(tmp_path, monkeypatch, 
                  "--data", str(manifest)]) == 1
     assert "--rows: [999] are not data rows" in capsys.readouterr().err
 
+
+
+def test_an_audio_attribution_is_drawn_over_the_clips_log_mel_picture():
+    from mmkeras.evaluation.plots import example_figure
+
+    rate, seconds = 8000, 0.5
+    clip = np.sin(np.linspace(0, 2000, int(rate * seconds))).astype("float32")
+    clip[: len(clip) // 2] = 0.0  # silence, then a tone
+    spans = mmk.AudioInput("voice", sample_rate=rate, seconds=seconds).occlusions(clip, windows=4)
+    example = {"index": 3, "predicted": "ok", "confidence": 0.9, "true": "ok", "correct": True,
+               "contributions": {"voice": 0.4},
+               "attributions": {"voice": {"layout": "time", "parts": spans.parts, "scores": [0.0, 0.1, 0.3, 0.2]}}}
+    figure = example_figure(example, {"voice": clip})
+    audio_panel = figure.axes[1]
+    (picture,) = audio_panel.get_images()
+    frames, mels = picture.get_array().shape[1], picture.get_array().shape[0]
+    assert mels == 40 and frames == 50  # 10 ms hops over 0.5 s
+    # The tone's half is louder in the picture than the silent half.
+    assert picture.get_array()[:, 25:].mean() > picture.get_array()[:, :25].mean()
+    assert len(audio_panel.patches) == 4 and audio_panel.get_ylabel() == "mel band"

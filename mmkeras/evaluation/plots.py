@@ -195,12 +195,21 @@ def _draw_words(axes, value, attribution, limit, per_line=36):
     axes.set_axis_off()
 
 
-def _draw_time(axes, value, attribution, limit):
+def _draw_time(axes, value, attribution, limit, num_mels=40):
+    # The clip as the audio encoder sees it, a log-mel picture (25 ms windows, 10 ms
+    # hops), under the scores of its time spans.
+    from mmkeras.log_mel import LogMelSpectrogram
+
     seconds = attribution["parts"][-1][1]
-    axes.plot(np.linspace(0, seconds, len(value)), value, color="0.3", linewidth=0.3)
+    rate = int(round(len(value) / seconds))
+    picture = LogMelSpectrogram(sample_rate=rate, fft_size=1 << (rate // 40 - 1).bit_length(),
+                                window_size=rate // 40, hop_size=rate // 100,
+                                num_mels=num_mels)(np.nan_to_num(value, nan=0.0)[None].astype("float32"))
+    axes.imshow(np.asarray(picture[0]).T, origin="lower", aspect="auto", cmap="gray",
+                extent=(0, seconds, 0, num_mels))
     for (start, end), score in zip(attribution["parts"], attribution["scores"]):
-        axes.axvspan(start, end, color=_colour(score, limit), alpha=0.6, linewidth=0)
-    axes.set(xlabel="seconds", yticks=[])
+        axes.axvspan(start, end, color=_colour(score, limit), alpha=0.45, linewidth=0)
+    axes.set(xlabel="seconds", ylabel="mel band")
 
 
 def _draw_features(axes, value, attribution, limit):
