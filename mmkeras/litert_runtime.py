@@ -20,9 +20,10 @@ from mmkeras.savedmodel import DEFAULT_SIGNATURE
 from mmkeras.tasks import label_output
 
 
-def interpreter(content, delegates=True):
+def interpreter(content, delegates=True, num_threads=None):
     """A LiteRT interpreter of `.tflite` bytes (`pip install -e ".[edge]"`);
-    `delegates=False` runs the file's own ops (no XNNPACK)."""
+    `delegates=False` runs the file's own ops (no XNNPACK); `num_threads`
+    None is the runtime's default (one)."""
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:
@@ -30,7 +31,8 @@ def interpreter(content, delegates=True):
                           '(ai-edge-litert)') from None
     resolver = (litert.OpResolverType.AUTO if delegates
                 else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    return litert.Interpreter(model_content=content, experimental_op_resolver_type=resolver)
+    return litert.Interpreter(model_content=content, experimental_op_resolver_type=resolver,
+                              num_threads=num_threads)
 
 
 def predict(content, inputs):
