@@ -72,6 +72,8 @@ def export_litert(model, base_dir, version=None, *, quantize="none", representat
         raise TypeError(f"export_litert needs a MultimodalClassifier (what mmk.build_model and build_unimodal "
                         f"return). Received: {type(model).__name__}")
     _check_quantize(quantize, representative)
+    for what, arrays in (("representative", representative), ("check_inputs", check_inputs)):
+        _check_arrays(what, arrays, model.specs)
     refusals = [reason for spec in model.specs if (reason := spec.edge_refusal())]
     if refusals:
         raise ExportError("This model cannot run as a LiteRT model (built-in ops only):\n  " + "\n  ".join(refusals))
@@ -100,6 +102,19 @@ def _check_quantize(quantize, representative):
     if quantize == "int8" and representative is None:
         raise ValueError("int8 quantization calibrates on training examples: pass representative= (the CLI: "
                          "--data MANIFEST)")
+
+
+def _check_arrays(what, arrays, specs):
+    """Decoded example arrays hold every input, each with the same number of examples."""
+    if arrays is None:
+        return
+    absent = [spec.name for spec in specs if spec.name not in arrays]
+    if absent:
+        raise ValueError(f"{what} has no array for input(s) {absent}; it holds {sorted(arrays)}")
+    counts = {spec.name: len(arrays[spec.name]) for spec in specs}
+    if len(set(counts.values())) != 1 or not next(iter(counts.values())):
+        raise ValueError(f"{what}: every input needs the same number of examples, at least one. "
+                         f"Received: {counts}")
 
 
 def edge_signature(specs):

@@ -141,6 +141,11 @@ def test_int8_without_calibration_rows_is_refused(tmp_path):
         litert.export_litert(model, tmp_path, quantize="int8")
     with pytest.raises(ValueError, match=r"quantize must be one of \['none', 'float16', 'int8'\]"):
         litert.export_litert(model, tmp_path, quantize="int4")
+    with pytest.raises(ValueError, match=r"representative has no array for input\(s\) \['readings'\]"):
+        litert.export_litert(model, tmp_path, quantize="int8", representative={"reading": np.zeros((4, 2))})
+    with pytest.raises(ValueError, match="check_inputs: every input needs the same number of examples"):
+        litert.export_litert(model, tmp_path, check_inputs={"readings": np.zeros((0, 2))})
+    assert not os.listdir(tmp_path)
 
 
 def test_an_app_whose_inputs_cannot_convert_says_so_before_training(tmp_path):
